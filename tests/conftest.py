@@ -1,0 +1,69 @@
+"""Shared fixtures: the repository root, the real data folder, tiny configs."""
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TINYSHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
+
+# A study small enough for a test: two widths, two budgets, seconds per cell.
+TINY_CONFIG = {
+    "datasets": {
+        "synthetic": {
+            "source": "generator",
+            "hmm": {"n_states": 8, "vocab_size": 16, "seed": 1},
+            "symbols": {"train": 40000, "val": 4000, "test": 4000},
+        }
+    },
+    "tokenizers": {"char": {"kind": "char"}},
+    "experiments": {
+        "tiny": {
+            "dataset": "synthetic",
+            "tokenizer": "char",
+            "model": {"context": 32},
+            "models": [
+                {"n_layer": 1, "d_model": 8, "n_head": 2},
+                {"n_layer": 1, "d_model": 16, "n_head": 2},
+                {"n_layer": 1, "d_model": 24, "n_head": 2},
+            ],
+            "data_sizes": [4096, 16384],
+            "seeds": [0],
+            "training": {"batch_size": 8, "eval_tokens": 2048, "eval_points": 4},
+            "analysis": {"bootstrap": 50},
+        }
+    },
+}
+
+
+@pytest.fixture
+def tiny_config():
+    return copy.deepcopy(TINY_CONFIG)
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` with the interpreter running the tests."""
+    env = dict(os.environ, PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
+    env.setdefault("MPLCONFIGDIR", str(workdir / ".mplconfig"))
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(workdir), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def run_snakemake():
+    return snakemake
