@@ -32,6 +32,10 @@ TRACKED_PACKAGES = (
 )
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` on success.
@@ -43,6 +47,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp creates owner-only files; outputs get the usual mode, e.g. for other users on a cluster.
+    os.chmod(tmp, 0o666 & ~_UMASK)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

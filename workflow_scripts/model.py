@@ -114,7 +114,7 @@ class GPT(nn.Module):
         logits = self.head(self.ln_f(x))  # (B, T, vocab)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
 
 

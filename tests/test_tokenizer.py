@@ -1,0 +1,112 @@
+import random
+from pathlib import Path
+
+import pytest
+
+from workflow_scripts.tokenizer import UNK, load_tokenizer, train_tokenizer
+
+TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
+
+TRAIN = "First Citizen:\nBefore we proceed any further, hear me speak.\n\n  All:\tSpeak, speak.\n" * 50
+ROUND_TRIP = "héllo  wörld\n\n\n   x 😀 日本語\r\n\tend  'tis  \n  "
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def words(n: int, seed: int = 0) -> str:
+    """Random lines of made-up words: a corpus with many distinct pairs to merge."""
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "bo", "qu", "th"]
+    lines = []
+    for _ in range(n):
+        line = " ".join(
+            "".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(rng.randint(3, 12))
+        )
+        lines.append(line + rng.choice([".", ",", "!", ""]))
+    return "\n".join(lines) + "\n"
+
+
+def test_char_vocabulary_is_train_characters_plus_unk(tmp_path):
+    info = train_tokenizer({"kind": "char"}, write(tmp_path / "train.txt", TRAIN), tmp_path / "tok.json")
+    tok = load_tokenizer(tmp_path / "tok.json")
+    vocab = tok.get_vocab()
+    assert set(vocab) == set(TRAIN) | {UNK}
+    assert vocab[UNK] == 0
+    assert [c for c, _ in sorted(vocab.items(), key=lambda kv: kv[1])][1:] == sorted(set(TRAIN))
+    assert info == {
+        "kind": "char",
+        "vocab_size": len(set(TRAIN)) + 1,
+        "train_text": str(tmp_path / "train.txt"),
+    }
+
+
+def test_char_round_trip_and_unknown_characters(tmp_path):
+    text = "ab c\n\n  d\te\r\nf"
+    train_tokenizer({"kind": "char"}, write(tmp_path / "train.txt", text), tmp_path / "tok.json")
+    tok = load_tokenizer(tmp_path / "tok.json")
+    for s in (text, "\n\n\n", "  a  b\n", text[::-1]):
+        enc = tok.encode(s)
+        assert len(enc.ids) == len(s)  # one token per character, newlines and runs included
+        assert tok.decode(enc.ids) == s
+    ids = tok.encode("aZb").ids
+    assert ids[1] == 0 and ids[0] != 0 and tok.decode(ids) == f"a{UNK}b"
+
+
+def test_bpe_round_trips_any_text_exactly(tmp_path):
+    train_tokenizer(
+        {"kind": "bpe", "vocab_size": 300}, write(tmp_path / "train.txt", TRAIN), tmp_path / "tok.json"
+    )
+    tok = load_tokenizer(tmp_path / "tok.json")
+    for s in (ROUND_TRIP, TRAIN, " leading", "trailing \n", "\x00\x7f é"):
+        assert tok.decode(tok.encode(s).ids) == s
+    assert tok.token_to_id(UNK) is None  # byte level: nothing is unknown
+
+
+def test_bpe_reaches_the_vocabulary_size_asked(tmp_path):
+    train = write(tmp_path / "train.txt", words(3000))
+    info = train_tokenizer({"kind": "bpe", "vocab_size": 400}, train, tmp_path / "tok.json")
+    assert info["vocab_size"] == load_tokenizer(tmp_path / "tok.json").get_vocab_size() == 400
+
+
+def test_bpe_vocabulary_on_tinyshakespeare(tmp_path):
+    if not TINYSHAKESPEARE.exists():
+        pytest.skip(f"{TINYSHAKESPEARE} absent")
+    info = train_tokenizer({"kind": "bpe", "vocab_size": 512}, TINYSHAKESPEARE, tmp_path / "tok.json")
+    tok = load_tokenizer(tmp_path / "tok.json")
+    assert info["vocab_size"] == tok.get_vocab_size() == 512
+    sample = TINYSHAKESPEARE.read_text(encoding="utf-8")[:20000]
+    assert tok.decode(tok.encode(sample).ids) == sample
+    assert len(tok.encode(sample).ids) < 0.6 * len(sample)  # merges compress
+
+
+def test_bpe_learns_from_train_only(tmp_path):
+    train = words(2000)
+    val_word = "xylophonequartz"
+    # A word frequent enough to become one token if it were in the training text.
+    train_tokenizer(
+        {"kind": "bpe", "vocab_size": 600}, write(tmp_path / "train.txt", train), tmp_path / "tok.json"
+    )
+    tok = load_tokenizer(tmp_path / "tok.json")
+    assert len(tok.encode(" " + val_word).ids) > 3
+    with_word = train + (" " + val_word) * 2000
+    train_tokenizer(
+        {"kind": "bpe", "vocab_size": 600}, write(tmp_path / "both.txt", with_word), tmp_path / "tok2.json"
+    )
+    assert len(load_tokenizer(tmp_path / "tok2.json").encode(" " + val_word).ids) == 1
+
+
+def test_bad_specs(tmp_path):
+    train = write(tmp_path / "train.txt", TRAIN)
+    with pytest.raises(ValueError, match="kind = 'wordpiece': expected one of \\['char', 'bpe'\\]"):
+        train_tokenizer({"kind": "wordpiece"}, train, tmp_path / "tok.json")
+    with pytest.raises(ValueError, match="vocab_size = 100"):
+        train_tokenizer({"kind": "bpe", "vocab_size": 100}, train, tmp_path / "tok.json")
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        train_tokenizer({"kind": "char"}, tmp_path / "missing.txt", tmp_path / "tok.json")
+    with pytest.raises(ValueError, match="empty"):
+        train_tokenizer({"kind": "char"}, write(tmp_path / "empty.txt", ""), tmp_path / "tok.json")
+    assert not (tmp_path / "tok.json").exists()
+    assert set(tmp_path.iterdir()) == {train, tmp_path / "empty.txt"}  # no temporary files left behind

@@ -1,0 +1,113 @@
+"""End-to-end: the real workflow through snakemake on tiny configs in a temporary folder."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, TINYSHAKESPEARE, write_config
+from workflow_scripts.config import expand_grid, load_config, validate_config
+
+pytestmark = pytest.mark.slow
+
+METRIC_KEYS = {"experiment", "model", "data", "seed", "status", "N", "N_nonembedding", "D", "C", "C_6ND",
+               "val_loss", "val_loss_best", "optimal_loss", "steps", "wall_time_s", "tokens_per_s", "provenance"}
+
+
+def planned_jobs(dry_run_output: str, rule: str) -> int:
+    """The count of a rule's jobs in the 'Job stats' table of a dry run."""
+    counts = [line.split() for line in dry_run_output.splitlines()]
+    return next(int(row[1]) for row in counts if len(row) == 2 and row[0] == rule)
+
+
+def check_study_outputs(workdir, config, dataset, tokenizer):
+    """Every output of every stage exists and honours its contract."""
+    data = workdir / "results" / "data" / dataset
+    for split in ("train", "val", "test"):
+        meta = json.loads((data / tokenizer / f"{split}.json").read_text())
+        size = (data / tokenizer / f"{split}.bin").stat().st_size
+        assert meta["n_tokens"] * (2 if meta["dtype"] == "uint16" else 4) == size
+    for experiment in config["experiments"]:
+        out = workdir / "results" / experiment
+        cells = [c for c in expand_grid(validate_config(config)) if c.experiment == experiment]
+        for cell in cells:
+            run = out / "runs" / cell.model / cell.data / cell.seed_name
+            metrics = json.loads((run / "metrics.json").read_text())
+            assert METRIC_KEYS <= metrics.keys()
+            assert metrics["status"] == "ok" and metrics["D"] <= cell.tokens
+            assert metrics["provenance"]["config"]["tokens"] == cell.tokens
+            curve = pd.read_csv(run / "curve.csv")
+            assert list(curve.columns) == ["step", "tokens", "flops", "train_loss", "eval_loss", "lr"]
+            assert curve["eval_loss"].iloc[-1] < curve["eval_loss"].iloc[0]  # it learned something
+        runs = pd.read_csv(out / "runs.csv")
+        assert len(runs) == len(cells)
+        fits = json.loads((out / "fits.json").read_text())
+        assert set(fits["laws"]) >= {"L(N)", "L(D)"}
+        for name in ("loss_vs_N", "loss_vs_D"):
+            assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+            assert (out / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    return fits
+
+
+def test_synthetic_study_end_to_end(tiny_config, tmp_path, run_snakemake):
+    config_path = write_config(tmp_path / "tiny.yaml", tiny_config)
+    result = run_snakemake(tmp_path, "--cores", "2", "--configfile", str(config_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    fits = check_study_outputs(tmp_path, tiny_config, "synthetic", "char")
+    optimal = fits["optimal_loss"]
+    assert optimal is not None and 0 < optimal < 3
+    law = fits["laws"]["L(N)"]
+    assert "params" in law, law
+    runs = pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv")
+    assert (runs["val_loss"] > optimal).all()  # no model beats the Bayes-optimal predictor
+
+    # Nothing is re-run when nothing changed.
+    again = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config_path))
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # A new seed adds exactly its cells; the finished ones stay.
+    tiny_config["experiments"]["tiny"]["seeds"] = [0, 1]
+    write_config(config_path, tiny_config)
+    dry = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config_path))
+    assert planned_jobs(dry.stdout, "train_cell") == 3, dry.stdout
+
+
+@pytest.mark.skipif(not TINYSHAKESPEARE.exists(), reason=f"{TINYSHAKESPEARE} is absent (real data for tests)")
+def test_tinyshakespeare_through_local_source_and_bpe(tmp_path, run_snakemake):
+    config = {
+        "datasets": {"shakespeare": {"source": "local", "path": str(TINYSHAKESPEARE), "split": {"val": 0.05, "test": 0.05}}},
+        "tokenizers": {"bpe": {"kind": "bpe", "vocab_size": 512}},
+        "experiments": {
+            "shakespeare": {
+                "dataset": "shakespeare",
+                "tokenizer": "bpe",
+                "model": {"context": 32},
+                "models": [{"n_layer": 1, "d_model": 16, "n_head": 2}, {"n_layer": 1, "d_model": 32, "n_head": 2},
+                           {"n_layer": 1, "d_model": 48, "n_head": 2}],
+                "data_sizes": [8192, 32768],
+                "training": {"batch_size": 8, "eval_tokens": 4096, "eval_points": 4},
+                "analysis": {"bootstrap": 50},
+            }
+        },
+    }
+    config_path = write_config(tmp_path / "shakespeare.yaml", config)
+    result = run_snakemake(tmp_path, "--cores", "2", "--configfile", str(config_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    fits = check_study_outputs(tmp_path, config, "shakespeare", "bpe")
+    assert fits["optimal_loss"] is None  # unknown for real text
+    meta = json.loads((tmp_path / "results/data/shakespeare/bpe/train.json").read_text())
+    assert meta["vocab_size"] == 512 and meta["dtype"] == "uint16"
+
+
+def test_lint_is_clean():
+    from conftest import snakemake
+
+    result = snakemake(REPO, "--lint")
+    assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, result.stdout
+
+
+def test_default_study_dry_run(tmp_path, run_snakemake):
+    result = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    cells = expand_grid(load_config(REPO / "config" / "config.yaml"))
+    assert planned_jobs(result.stdout, "train_cell") == len(cells)

@@ -1,0 +1,85 @@
+"""Tokenizers trained on a dataset's train split, all saved as a ``tokenizers`` tokenizer.json.
+
+- ``char``: one token per Unicode character seen in the train split, plus
+  ``<unk>`` at id 0 for characters first seen in val/test; the characters
+  follow in sorted order at ids 1..V-1.
+- ``bpe``: byte-level BPE (GPT-2 style): every text round-trips exactly, and
+  the merges are learned on the train split only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from workflow_scripts.io import atomic_path
+
+KINDS = ("char", "bpe")
+UNK = "<unk>"
+# Oniguruma's "." skips "\n"; [\s\S] is any single code point, newline included.
+_ANY_CHARACTER = r"[\s\S]"
+
+
+def train_tokenizer(spec: dict, train_text_path: str | os.PathLike, out_path: str | os.PathLike) -> dict:
+    """Train the tokenizer ``spec`` describes on one text file; save it atomically to ``out_path``."""
+    kind = spec.get("kind", "char")
+    train_text_path = Path(train_text_path)
+    if not train_text_path.is_file():
+        raise FileNotFoundError(f"train text {str(train_text_path)!r}: no such file")
+    if kind == "char":
+        tokenizer = _train_char(train_text_path)
+        info = {"kind": kind}
+    elif kind == "bpe":
+        requested = spec.get("vocab_size", 512)
+        if int(requested) != requested or requested < 257:
+            raise ValueError(f"tokenizer vocab_size = {requested!r}: expected an integer >= 257 for bpe")
+        tokenizer = _train_bpe(train_text_path, int(requested))
+        info = {"kind": kind, "vocab_size_requested": int(requested)}
+    else:
+        raise ValueError(f"tokenizer kind = {kind!r}: expected one of {list(KINDS)}")
+    with atomic_path(out_path, suffix=".json") as tmp:
+        tokenizer.save(str(tmp))
+    info["vocab_size"] = tokenizer.get_vocab_size(with_added_tokens=True)
+    info["train_text"] = str(train_text_path)
+    return info
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"tokenizer {str(path)!r}: no such file")
+    return Tokenizer.from_file(str(path))
+
+
+def _read(path: Path) -> str:
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.read()
+
+
+def _train_char(path: Path) -> Tokenizer:
+    characters = sorted(set(_read(path)))
+    if not characters:
+        raise ValueError(f"train text {str(path)!r} is empty: expected at least one character")
+    vocab = {UNK: 0, **{c: i + 1 for i, c in enumerate(characters)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    # Every character its own pre-token; WordLevel then maps each to its id.
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(_ANY_CHARACTER), behavior="isolated")
+    tokenizer.decoder = decoders.Fuse()  # concatenate tokens, no spaces between
+    return tokenizer
+
+
+def _train_bpe(path: Path, vocab_size: int) -> Tokenizer:
+    if path.stat().st_size == 0:
+        raise ValueError(f"train text {str(path)!r} is empty: expected text to learn merges from")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=0,  # reach the size asked for wherever the corpus has that many pairs
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
+        show_progress=False,
+    )
+    tokenizer.train([str(path)], trainer)
+    return tokenizer
