@@ -1,0 +1,91 @@
+"""The training entry point on real token files from the synthetic language."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflow_scripts.io import read_json
+from workflow_scripts.sources import prepare_dataset
+from workflow_scripts.tokenizer import train_tokenizer
+from workflow_scripts.tokens import tokenize_split
+from workflow_scripts.train import TrainConfig, plan_steps, train, window_order
+
+
+@pytest.fixture(scope="module")
+def token_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokens")
+    spec = {"source": "generator", "generator": "hmm_language",
+            "hmm": {"n_states": 8, "vocab_size": 16, "zipf_exponent": 2.0, "transition_concentration": 0.05, "seed": 3},
+            "symbols": {"train": 30000, "val": 3000, "test": 1000}}
+    prepare_dataset(spec, root / "raw")
+    train_tokenizer({"kind": "char"}, root / "raw" / "train.txt", root / "tokenizer.json")
+    source = read_json(root / "raw" / "source.json")
+    for split in ("train", "val"):
+        tokenize_split(root / "tokenizer.json", root / "raw" / f"{split}.txt", root / f"{split}.bin",
+                       root / f"{split}.json", source_meta=source, split=split)
+    return root
+
+
+def small_cell(root, **overrides):
+    settings = dict(train_tokens=str(root / "train.bin"), val_tokens=str(root / "val.bin"), n_layer=1, d_model=16,
+                    n_head=2, context=32, tokens=8192, batch_size=8, eval_tokens=1024, eval_points=4, seed=0)
+    return TrainConfig(**(settings | overrides))
+
+
+def test_same_cell_twice_gives_identical_numbers(token_files):
+    first, curve1 = train(small_cell(token_files))
+    second, curve2 = train(small_cell(token_files))
+    assert first["val_loss"] == second["val_loss"]
+    assert pd.DataFrame(curve1).equals(pd.DataFrame(curve2))  # NaN-aware, exact
+    other, _ = train(small_cell(token_files, seed=1))
+    assert other["val_loss"] != first["val_loss"]
+
+
+def test_metrics_contract_and_accounting(token_files):
+    metrics, curve = train(small_cell(token_files))
+    steps = 8192 // 32 // 8
+    assert metrics["steps"] == steps and metrics["D"] == steps * 8 * 32
+    assert metrics["status"] == "ok" and metrics["C"] > metrics["C_6ND"] > 0
+    assert metrics["optimal_loss"] == pytest.approx(read_json(token_files / "val.json")["optimal_loss_per_token"])
+    assert math.log(17) > metrics["val_loss"] > metrics["optimal_loss"]
+    assert metrics["val_loss_best"] <= metrics["val_loss"]
+    assert [row["step"] for row in curve] == [0, 1, 3, 10, 32]  # 4 log-spaced points and step 0
+    assert metrics["provenance"]["config"]["tokens"] == 8192 and metrics["provenance"]["packages"]["torch"]
+
+
+def test_budget_larger_than_corpus_fails_before_training_and_says_by_how_much(token_files):
+    with pytest.raises(ValueError, match="token budget 40000 exceeds the training split .30000 tokens. by 10001"):
+        train(small_cell(token_files, tokens=40000))
+    with pytest.raises(ValueError, match="smaller than one batch"):
+        plan_steps(small_cell(token_files, tokens=100), 30000)
+
+
+def test_windows_of_a_smaller_budget_are_a_prefix_of_the_stream():
+    order = window_order(100, epochs=2, seed=0)
+    assert sorted(order[:100]) == list(range(100)) and sorted(order[100:]) == list(range(100))
+
+
+def test_divergence_is_recorded_not_fatal(token_files):
+    metrics, _ = train(small_cell(token_files, lr=1e6, grad_clip=0.0, tokens=16384))
+    assert metrics["status"] == "diverged"
+    assert metrics["val_loss"] is None
+
+
+def test_command_line_writes_outputs_and_reports_bad_budget_in_one_line(token_files, tmp_path):
+    flags = ["--train-tokens", str(token_files / "train.bin"), "--val-tokens", str(token_files / "val.bin"),
+             "--n-layer", "1", "--d-model", "8", "--n-head", "2", "--context", "16", "--batch-size", "4",
+             "--eval-tokens", "256", "--metrics", str(tmp_path / "m.json"), "--curve", str(tmp_path / "c.csv")]
+    ok = subprocess.run([sys.executable, "-m", "workflow_scripts.train", *flags, "--tokens", "2048"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["status"] == "ok"
+    assert not pd.read_csv(tmp_path / "c.csv").empty
+    bad = subprocess.run([sys.executable, "-m", "workflow_scripts.train", *flags, "--tokens", "99999",
+                          "--metrics", str(tmp_path / "bad.json")], capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stderr.strip().startswith("error: token budget 99999 exceeds")
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.json").exists()
