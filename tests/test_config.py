@@ -1,6 +1,10 @@
+import dataclasses
+
 import pytest
+import yaml
 
 from conftest import REPO, write_config
+from workflow_scripts.synthetic import HMMSpec
 from workflow_scripts.config import ConfigError, expand_grid, load_config, train_arguments, validate_config
 
 
@@ -11,6 +15,14 @@ def test_default_study_is_valid_and_fills_defaults():
     cells = expand_grid(config)
     assert len(cells) == len(exp["models"]) * len(exp["data_sizes"]) * len(exp["seeds"])
     assert len({c.key for c in cells}) == len(cells)
+
+
+def test_schema_defaults_match_the_generator_defaults():
+    # The generator can run outside Snakemake; both entry points must describe the same language.
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    hmm = schema["$defs"]["dataset"]["properties"]["hmm"]["properties"]
+    for field in dataclasses.fields(HMMSpec):
+        assert hmm[field.name]["default"] == field.default, field.name
 
 
 def test_grid_and_train_arguments(tiny_config):

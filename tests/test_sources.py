@@ -61,7 +61,7 @@ def test_generator_defaults_fill_missing_keys(tmp_path):
         {"hmm": {"n_states": 2, "vocab_size": 4}, "symbols": {"train": 50, "val": 20, "test": 10}}, tmp_path
     )
     assert record["generator"] == "hmm_language"
-    assert record["hmm"]["zipf_exponent"] == 1.2
+    assert record["hmm"]["zipf_exponent"] == synthetic.HMMSpec.zipf_exponent
 
 
 def write(path: Path, text: str) -> Path:

@@ -64,7 +64,7 @@ def test_parameters_are_distributions_and_initial_is_stationary():
     # States rank the symbols differently but share the Zipf weights.
     assert not np.allclose(hmm.emission[0], hmm.emission[1])
     np.testing.assert_allclose(np.sort(hmm.emission[0]), np.sort(hmm.emission[1]))
-    weights = 1.0 / np.arange(1, 21) ** 1.2
+    weights = 1.0 / np.arange(1, 21) ** HMMSpec.zipf_exponent
     np.testing.assert_allclose(np.sort(hmm.emission[0])[::-1], weights / weights.sum())
 
 

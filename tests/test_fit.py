@@ -1,0 +1,189 @@
+"""Fitting: recovery of known laws, bootstrap intervals, one experiment's fits.json, CLI."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import check_grad
+
+from workflow_scripts.fit import _objective, bootstrap_power_law, fit_experiment, fit_power_law
+
+REPO = Path(__file__).resolve().parents[1]
+TRUE = {"E": 1.7, "A": 400.0, "alpha": 0.34}
+
+
+def noisy_law(seed=0, sigma=0.01, n_x=8, n_seeds=3):
+    """x log-spaced over 3 decades, n_seeds points per x, multiplicative lognormal noise."""
+    rng = np.random.default_rng(seed)
+    x = np.repeat(np.logspace(3, 6, n_x), n_seeds)
+    y = (TRUE["E"] + TRUE["A"] * x ** -TRUE["alpha"]) * np.exp(rng.normal(0, sigma, x.size))
+    return x, y
+
+
+def test_fit_is_exact_on_noiseless_data():
+    x = np.logspace(3, 6, 10)
+    fit = fit_power_law(x, TRUE["E"] + TRUE["A"] * x ** -TRUE["alpha"])
+    for name, value in TRUE.items():
+        assert fit["params"][name] == pytest.approx(value, rel=1e-3)
+    assert fit["goodness"]["rmse_log"] < 1e-6
+    assert fit["goodness"]["n_points"] == 10
+
+
+def test_fit_recovers_known_parameters_inside_bootstrap_interval():
+    x, y = noisy_law()
+    fit = fit_power_law(x, y)
+    assert fit["params"]["alpha"] == pytest.approx(TRUE["alpha"], abs=0.05)
+    assert fit["goodness"]["r2_log"] > 0.99 and fit["goodness"]["rmse_log"] < 0.02
+    assert fit["best_start_on_grid_edge"] is False
+    boot = bootstrap_power_law(x, y, groups=x, n_boot=300, seed=0)
+    for name, value in TRUE.items():
+        lo, hi = boot["ci"][name]
+        assert lo <= value <= hi, (name, lo, hi)
+        assert lo <= fit["params"][name] <= hi
+    assert boot["n_failed"] < 10
+
+
+def test_pure_power_law():
+    x = np.logspace(2, 5, 12)
+    y = 50.0 * x ** -0.2 * np.exp(np.random.default_rng(1).normal(0, 0.005, x.size))
+    fit = fit_power_law(x, y, irreducible=False)
+    assert fit["params"]["E"] == 0.0
+    assert fit["params"]["alpha"] == pytest.approx(0.2, abs=0.01)
+    assert fit["params"]["A"] == pytest.approx(50.0, rel=0.05)
+    boot = bootstrap_power_law(x, y, n_boot=200, irreducible=False)
+    assert boot["ci"]["alpha"][0] <= 0.2 <= boot["ci"]["alpha"][1]
+
+
+def test_best_start_on_grid_edge_is_reported():
+    x = np.logspace(3, 6, 10)
+    y = TRUE["E"] + TRUE["A"] * x ** -TRUE["alpha"]
+    # The interior start (alpha 0.35) reaches the optimum, so the grid is wide enough...
+    inner = fit_power_law(x, y, grid={"alpha": [0.3, 0.35, 0.4], "e": [0.5], "a": [6.0]})
+    assert inner["best_start_on_grid_edge"] is False
+    assert inner["best_start"] == {"a": 6.0, "alpha": 0.35, "e": 0.5}
+    # ...while a grid with no interior point can only report an edge start.
+    edge = fit_power_law(x, y, grid={"alpha": [0.0, 2.0], "e": [-1.0, 1.0], "a": [0.0, 25.0]})
+    assert edge["best_start_on_grid_edge"] is True
+
+
+def test_gradient_is_analytic_and_correct():
+    x, y = noisy_law()
+    lx, ly = np.log(x), np.log(y)
+    for theta in ([5.0, 0.3, 0.5], [10.0, 1.0, -1.0], [0.0, 0.0, 1.0]):
+        err = check_grad(lambda t: _objective(t, lx, ly, 1e-3)[0], lambda t: _objective(t, lx, ly, 1e-3)[1],
+                         np.array(theta))
+        assert err < 1e-6
+
+
+@pytest.mark.parametrize("x, y, match", [
+    ([1, 2, 3, -4], [1, 1, 1, 1], "finite and positive"),
+    ([1, 2, 2, 1], [3, 2, 2, 3], "3 distinct"),
+    ([1, 2, 3], [1, 2], "differ in length"),
+])
+def test_bad_input_is_a_clear_error(x, y, match):
+    with pytest.raises(ValueError, match=match):
+        fit_power_law(x, y)
+
+
+def test_bootstrap_is_deterministic_given_seed():
+    x, y = noisy_law(n_x=6, n_seeds=2)
+    a = bootstrap_power_law(x, y, n_boot=40, seed=3)
+    b = bootstrap_power_law(x, y, n_boot=40, seed=3)
+    c = bootstrap_power_law(x, y, n_boot=40, seed=4)
+    assert a["ci"] == b["ci"]
+    pd.testing.assert_frame_equal(a["samples"], b["samples"])
+    assert a["ci"] != c["ci"]
+
+
+def test_bootstrap_resamples_groups_together():
+    x = np.repeat([10.0, 100.0, 1000.0], 3)
+    y = 5.0 * x ** -0.3 * np.exp(np.random.default_rng(0).normal(0, 0.01, x.size))
+    # One group: every resample is the whole data, so the interval has no width.
+    whole = bootstrap_power_law(x, y, groups=np.zeros(x.size), n_boot=50, irreducible=False)
+    assert whole["n_failed"] == 0 and whole["ci"]["alpha"][0] == whole["ci"]["alpha"][1]
+    # Groups = x: a resample of 3 groups holds a single x (too few for a line) with
+    # probability 3/3³ ≈ 0.11; resampling the 9 points one by one, only 3/3⁹ ≈ 0.0002.
+    by_x = bootstrap_power_law(x, y, groups=x, n_boot=400, irreducible=False)
+    assert 0.06 < by_x["n_failed"] / 400 < 0.17
+    assert len(by_x["samples"]) == 400 - by_x["n_failed"]
+
+
+def synthetic_runs(n_values=(1e4, 3e4, 1e5, 3e5, 1e6), d_values=(1e5, 1e6), seeds=(0, 1), seed=0):
+    """A runs table from L = E + A/N^0.3 + B/D^0.3 (Hoffmann et al. 2022, Eq. 2) with noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in n_values:
+        for d in d_values:
+            for s in seeds:
+                loss = (1.8 + 80 * n ** -0.3 + 200 * d ** -0.3) * math.exp(rng.normal(0, 0.005))
+                rows.append({"experiment": "synth", "model": f"N{n:.0f}", "data": f"D{d:.0f}", "seed": s,
+                             "status": "ok", "N": 1.2 * n, "N_nonembedding": n, "D": d, "C": 6 * n * d,
+                             "val_loss": loss, "optimal_loss": 1.8})
+    return pd.DataFrame(rows)
+
+
+def test_fit_experiment_laws_exclusions_and_skips(capsys):
+    runs = synthetic_runs()
+    runs.loc[(runs.model == "N30000") & (runs.data == "D1000000") & (runs.seed == 1), ["status", "val_loss"]] = \
+        ["diverged", np.nan]
+    runs.loc[(runs.model == "N100000") & (runs.data == "D1000000") & (runs.seed == 0), "val_loss"] = np.nan
+    fits = fit_experiment(runs, n_boot=30, seed=0)
+    assert fits["format_version"] == 1 and fits["experiment"] == "synth"
+    assert fits["optimal_loss"] == pytest.approx(1.8)
+    ln = fits["laws"]["L(N)"]
+    assert ln["selection"] == "D = 1000000" and ln["x"] == "N_nonembedding" and ln["y"] == "val_loss"
+    assert ln["params"]["alpha"] == pytest.approx(0.3, abs=0.05)
+    assert set(ln["ci"]) == {"E", "A", "alpha"} and ln["ci_level"] == 0.95 and ln["n_bootstrap"] == 30
+    reasons = {e["cell"]: e["reason"] for e in ln["cells_excluded"]}
+    assert "diverged" in reasons["N30000/D1000000/1"]
+    assert "val_loss" in reasons["N100000/D1000000/0"]
+    assert len(ln["cells_used"]) == 8 and "N30000/D1000000/1" not in ln["cells_used"]
+    # Only two data sizes: L(D) cannot be fitted, and says so without stopping the rest.
+    ld = fits["laws"]["L(D)"]
+    assert set(ld) == {"law", "skipped"}
+    assert "'synth'" in ld["skipped"] and "L(D)" in ld["skipped"] and "2 distinct" in ld["skipped"]
+    assert "warning" in capsys.readouterr().err
+    assert ln["warnings"] == []  # 5 distinct N, every resample usable often enough
+    json.dumps(fits, allow_nan=False)  # valid JSON: no NaN anywhere
+
+
+def test_fit_experiment_all_cells_excluded_is_not_fatal():
+    runs = synthetic_runs()
+    runs["status"] = "diverged"
+    runs["optimal_loss"] = np.nan
+    fits = fit_experiment(runs, n_boot=5)
+    assert all("skipped" in law for law in fits["laws"].values())
+    assert fits["optimal_loss"] is None
+
+
+def test_fit_experiment_rejects_ambiguous_tables():
+    runs = pd.concat([synthetic_runs(), synthetic_runs().assign(experiment="other")])
+    with pytest.raises(ValueError, match="2 experiments"):
+        fit_experiment(runs, n_boot=5)
+    with pytest.raises(ValueError, match="lacks column"):
+        fit_experiment(synthetic_runs().drop(columns="val_loss"), n_boot=5)
+
+
+def test_cli_writes_fits_json(tmp_path):
+    runs = synthetic_runs(d_values=(1e5, 1e6, 1e7), seeds=(0,))
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    out = tmp_path / "out" / "fits.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "workflow_scripts.fit", "--runs", str(tmp_path / "runs.csv"), "--out", str(out),
+         "--bootstrap", "20", "--seed", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    fits = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in fits.json"))
+    assert set(fits["laws"]) == {"L(N)", "L(D)"}
+    assert all("params" in law for law in fits["laws"].values())
+    assert fits["provenance"]["config"]["n_bootstrap"] == 20
+    assert "L(N): E=" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "workflow_scripts.fit", "--runs", str(tmp_path / "nope.csv"),
+                          "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "error:" in bad.stderr
