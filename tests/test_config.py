@@ -34,6 +34,13 @@ def test_grid_and_train_arguments(tiny_config):
     assert args["d_ff"] == 32 and args["context"] == 32 and args["tokens"] == 4096 and args["lr"] == 0.003
 
 
+def test_a_model_size_may_set_its_own_learning_rate(tiny_config):
+    tiny_config["experiments"]["tiny"]["models"][1]["lr"] = 0.01
+    config = validate_config(tiny_config)
+    lrs = {c.model: train_arguments(config, c)["lr"] for c in expand_grid(config)}
+    assert lrs == {"L1-d8-h2": 0.003, "L1-d16-h2": 0.01, "L1-d24-h2": 0.003}
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [

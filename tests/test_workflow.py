@@ -65,6 +65,11 @@ def test_synthetic_study_end_to_end(tiny_config, tmp_path, run_snakemake):
     again = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config_path))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
+    # The HTML report gathers the figures and tables of the finished run.
+    report = tmp_path / "results" / "report.html"
+    made = run_snakemake(tmp_path, "--report", str(report), "--configfile", str(config_path))
+    assert made.returncode == 0 and "loss_vs_N.png" in report.read_text(), made.stderr[-3000:]
+
     # A new seed adds exactly its cells; the finished ones stay.
     tiny_config["experiments"]["tiny"]["seeds"] = [0, 1]
     write_config(config_path, tiny_config)

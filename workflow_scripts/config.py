@@ -38,6 +38,7 @@ class Cell:
     d_model: int
     n_head: int
     tokens: int
+    lr: float | None = None  # the size's own peak learning rate, if it has one
 
     @property
     def seed_name(self) -> str:  # wildcard, e.g. "seed0"
@@ -169,7 +170,8 @@ def expand_grid(config: dict) -> list[Cell]:
             for tokens in exp["data_sizes"]:
                 for seed in exp["seeds"]:
                     cells.append(Cell(experiment, model_name(size), data_name(tokens), seed,
-                                      size["n_layer"], size["d_model"], size["n_head"], tokens))
+                                      size["n_layer"], size["d_model"], size["n_head"], tokens,
+                                      size.get("lr")))
     return cells
 
 
@@ -190,6 +192,7 @@ def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
         "tokens": cell.tokens,
         "seed": cell.seed,
         **{k: v for k, v in training.items() if k != "threads"},
+        "lr": training["lr"] if cell.lr is None else cell.lr,
         "threads": training["threads"],
     }
 

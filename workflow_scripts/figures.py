@@ -136,22 +136,28 @@ def _load(runs, fits) -> tuple[pd.DataFrame, dict]:
     return runs, fits
 
 
-def plot_loss_vs_n(runs, fits, out_png, out_pdf) -> None:
-    """Loss against non-embedding parameters, a line per token budget D, with the L(N) fit."""
+# Per figure: the law drawn, x column, hue column, x label, hue label, title.
+FIGURES = {
+    "loss_vs_N": ("L(N)", "N_nonembedding", "D", "non-embedding parameters N", "tokens D", "Loss vs. model size"),
+    "loss_vs_D": ("L(D)", "D", "N_nonembedding", "training tokens D", "parameters N", "Loss vs. data"),
+}
+
+
+def plot_figure(name, runs, fits, out_png, out_pdf) -> None:
+    """Draw one of ``FIGURES`` from the runs table and the fitted laws, as PNG and PDF."""
     runs, fits = _load(runs, fits)
     with plt.rc_context():  # the style stays inside this figure
-        fig = _plot(runs, fits, "L(N)", "N_nonembedding", "D", "non-embedding parameters N", "tokens D",
-                    "Loss vs. model size")
-        _save(fig, out_png, out_pdf)
+        _save(_plot(runs, fits, *FIGURES[name]), out_png, out_pdf)
+
+
+def plot_loss_vs_n(runs, fits, out_png, out_pdf) -> None:
+    """Loss against non-embedding parameters, a line per token budget D, with the L(N) fit."""
+    plot_figure("loss_vs_N", runs, fits, out_png, out_pdf)
 
 
 def plot_loss_vs_d(runs, fits, out_png, out_pdf) -> None:
     """Loss against training tokens, a line per model size N, with the L(D) fit."""
-    runs, fits = _load(runs, fits)
-    with plt.rc_context():  # the style stays inside this figure
-        fig = _plot(runs, fits, "L(D)", "D", "N_nonembedding", "training tokens D", "parameters N",
-                    "Loss vs. data")
-        _save(fig, out_png, out_pdf)
+    plot_figure("loss_vs_D", runs, fits, out_png, out_pdf)
 
 
 def main(argv: list[str] | None = None) -> None:
