@@ -25,6 +25,8 @@ from workflow_scripts.config import (
     expand_grid,
     train_arguments,
 )
+from workflow_scripts.download import download_name, download_path
+from workflow_scripts.resources import train_resources
 
 # Stop with one line naming the key, the value and what was expected.
 try:
@@ -50,6 +52,7 @@ wildcard_constraints:
     model=r"L\d+-d\d+-h\d+",
     data=r"D\d+",
     seed=r"seed\d+",
+    download=r"[0-9a-f]{16}-[A-Za-z0-9._-]+",
 
 
 def get_cell(wildcards):
@@ -64,6 +67,26 @@ def get_experiment(wildcards):
 
 def get_dataset_spec(wildcards):
     return config["datasets"][wildcards.dataset]
+
+
+# url datasets by download file name: two datasets with one URL share one download.
+DOWNLOADS = {
+    download_name(ds["url"], ds["sha256"]): {"url": ds["url"], "sha256": ds["sha256"]}
+    for ds in config["datasets"].values()
+    if ds["source"] == "url"
+}
+
+
+def get_dataset_download(wildcards):
+    """The verified file a url dataset reads (made by rule download); nothing for other sources."""
+    spec = get_dataset_spec(wildcards)
+    if spec["source"] != "url":
+        return []
+    return str(download_path(spec["url"], spec["sha256"]))
+
+
+def get_download(wildcards):
+    return DOWNLOADS[wildcards.download]
 
 
 def get_tokenizer_spec(wildcards):
@@ -91,6 +114,15 @@ def get_train_flags(wildcards):
 
 def get_train_threads(wildcards):
     return get_experiment(wildcards)["training"]["threads"]
+
+
+# Scheduler resources of a cell, from its size and budget; memory and time grow
+# with each retry. Profiles override them (set-resources: train_cell: ...).
+def get_train_resource(name):
+    def resource(wildcards, attempt):
+        return train_resources(config, get_cell(wildcards), attempt)[name]
+
+    return resource
 
 
 def get_experiment_metrics(wildcards):

@@ -1,8 +1,30 @@
-# Data stage: a source becomes raw text splits, a tokenizer is trained on the
-# train split, and every split becomes a flat memory-mapped token file.
+# Data stage: a url source is downloaded once (verified by sha256, shared by
+# every dataset naming it), a source becomes raw text splits, a tokenizer is
+# trained on the train split (or a pretrained one copied), and every split
+# becomes a flat memory-mapped token file.
+
+
+# Downloads run on the submitting host: cluster compute nodes are often offline.
+localrules:
+    download,
+
+
+rule download:
+    output:
+        "resources/downloads/{download}",
+    log:
+        "resources/downloads/logs/{download}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        spec=get_download,
+    script:
+        "../workflow_scripts/adapters/download.py"
 
 
 rule prepare_dataset:
+    input:
+        get_dataset_download,
     output:
         train="results/data/{dataset}/raw/train.txt",
         val="results/data/{dataset}/raw/val.txt",

@@ -15,7 +15,10 @@ rule train_cell:
         "../envs/train.yaml"
     threads: get_train_threads
     resources:
-        mem_mb=2000,
+        mem_mb=get_train_resource("mem_mb"),
+        runtime=get_train_resource("runtime"),
+        gpu=get_train_resource("gpu"),
+        gpu_model=get_train_resource("gpu_model"),
     params:
         flags=get_train_flags,
     shell:

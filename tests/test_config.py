@@ -49,11 +49,11 @@ def test_a_model_size_may_set_its_own_learning_rate(tiny_config):
         (lambda c: c["experiments"]["tiny"].update(colour="blue"),
          "experiments.tiny: Additional properties are not allowed ('colour' was unexpected)"),
         (lambda c: c["datasets"]["synthetic"].update(source="ftp"),
-         "datasets.synthetic.source = \"ftp\": expected one of ['generator', 'local']"),
+         "datasets.synthetic.source = \"ftp\": expected one of ['generator', 'local', 'url', 'hf']"),
         (lambda c: c["experiments"]["tiny"].update(tokenizer="sentencepiece"),
          "experiments.tiny.tokenizer = \"sentencepiece\": expected one of ['char']"),
         (lambda c: c["tokenizers"]["char"].update(kind="wordpiece"),
-         "tokenizers.char.kind = \"wordpiece\": expected one of ['char', 'bpe']"),
+         "tokenizers.char.kind = \"wordpiece\": expected one of ['char', 'bpe', 'pretrained']"),
         (lambda c: c["experiments"]["tiny"].update(data_sizes=[]),
          "experiments.tiny.data_sizes = []: expected at least one entry (the grid is empty)"),
         (lambda c: c.update(experiments={}),
@@ -82,3 +82,33 @@ def test_snakemake_stops_with_one_line_before_any_job(tiny_config, tmp_path, run
     )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        ("constant", {8: 0.004, 16: 0.004, 24: 0.01}),
+        # lr × sqrt(base_width / d_model) with base width 16: d 8 → ×√2, d 16 → ×1
+        ("inverse_sqrt_fan_in", {8: 0.004 * 2**0.5, 16: 0.004, 24: 0.01}),
+        # lr × base_width / d_model: d 8 → ×2, d 16 → ×1
+        ("mup", {8: 0.008, 16: 0.004, 24: 0.01}),
+    ],
+)
+def test_learning_rate_rule_sets_each_sizes_rate_and_a_sizes_own_rate_wins(tiny_config, rule, expected):
+    tiny_config["experiments"]["tiny"]["training"].update(lr=0.004, lr_rule=rule, lr_base_width=16)
+    tiny_config["experiments"]["tiny"]["models"][2]["lr"] = 0.01  # d 24 sets its own rate
+    config = validate_config(tiny_config)
+    arguments = {c.d_model: train_arguments(config, c) for c in expand_grid(config)}
+    assert {d: args["lr"] for d, args in arguments.items()} == pytest.approx(expected, rel=1e-12)
+    assert not {"lr_rule", "lr_base_width"} & arguments[8].keys()  # resolved here; the job gets only --lr
+
+
+def test_learning_rate_rule_defaults_to_constant_at_base_width_32(tiny_config):
+    training = validate_config(tiny_config)["experiments"]["tiny"]["training"]
+    assert training["lr_rule"] == "constant" and training["lr_base_width"] == 32
+
+
+def test_unknown_learning_rate_rule_is_one_line(tiny_config):
+    tiny_config["experiments"]["tiny"]["training"]["lr_rule"] = "sqrt"
+    with pytest.raises(ConfigError, match=r"training.lr_rule = \"sqrt\": expected one of \['constant', 'inverse_sqrt_fan_in', 'mup'\]"):
+        validate_config(tiny_config)

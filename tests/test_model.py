@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from workflow_scripts.model import GPT, GPTConfig, count_parameters, forward_flops_per_token, training_flops
 from workflow_scripts.train import eval_steps, lr_at
@@ -72,3 +74,41 @@ def test_eval_steps_are_log_spaced_and_include_both_ends():
     assert steps[0] == 0 and steps[-1] == 1000 and steps[1] == 1
     gaps = [b / a for a, b in zip(steps[1:], steps[2:])]
     assert max(gaps) / min(gaps) < 1.5
+
+
+# Shapes for the FLOP check: attention-heavy (long context, narrow), MLP-heavy, vocabulary-heavy, odd d_ff.
+FLOP_SHAPES = SHAPES + [
+    GPTConfig(vocab_size=17, context=256, n_layer=2, d_model=16, n_head=4, d_ff=64),
+    GPTConfig(vocab_size=1000, context=8, n_layer=1, d_model=24, n_head=1, d_ff=96),
+]
+
+
+@pytest.mark.parametrize("cfg", FLOP_SHAPES, ids=lambda c: f"L{c.n_layer}-d{c.d_model}-h{c.n_head}-T{c.context}-V{c.vocab_size}")
+def test_flop_accounting_matches_torch_flop_counter(cfg):
+    """``forward_flops_per_token`` against ``torch.utils.flop_counter.FlopCounterMode``, exactly.
+
+    FlopCounterMode counts 2·m·n·k per matrix product and nothing else. Attention
+    runs through the math backend so that its two products (q·kᵀ and scores·v)
+    are visible as bmm calls; the fused CPU kernel is not counted by the counter
+    at all. Neither side discounts the causal mask. The accounting of Hoffmann
+    et al. (2022, appendix F) adds two terms that are not matrix products: the
+    embedding lookup counted as a one-hot product (2·V·d per token) and the
+    softmax (3·H·T per layer per token). With those two removed, the counts must
+    agree to the FLOP: both are integers, so the tolerance is zero. A training
+    step (forward and backward) must then count exactly 3× the forward
+    products, which is the ``C = 3 × forward`` of ``training_flops``.
+    """
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    B, T = 2, cfg.context
+    idx = torch.randint(0, cfg.vocab_size, (B, T))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as forward:
+        _, loss = model(idx, idx)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as step:
+        _, loss = model(idx, idx)
+        loss.backward()
+    not_products = 2 * cfg.vocab_size * cfg.d_model + cfg.n_layer * 3 * cfg.n_head * T
+    assert forward.get_total_flops() == (forward_flops_per_token(cfg) - not_products) * B * T
+    assert step.get_total_flops() == 3 * forward.get_total_flops()
+    per_token = training_flops(cfg, 1)["flops_per_token"]
+    assert per_token == 3 * forward_flops_per_token(cfg)

@@ -119,7 +119,7 @@ def test_empty_corpus_and_empty_split_are_errors(tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ({"source": "hub"}, "source = 'hub': expected one of \\['generator', 'local'\\]"),
+        ({"source": "hub"}, "source = 'hub': expected one of \\['generator', 'local', 'url', 'hf'\\]"),
         (
             {"source": "generator", "generator": "pcfg"},
             "generator = 'pcfg': expected one of \\['hmm_language'\\]",
@@ -143,3 +143,69 @@ def test_tinyshakespeare(tmp_path):
     assert "".join(parts) == text
     assert all(p.endswith("\n") for p in parts)
     assert abs(record["splits"]["val"]["n_chars"] - 0.05 * len(text)) < 200
+
+
+SHA = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+@pytest.mark.parametrize(
+    "dataset, tokenizer, message",
+    [
+        (
+            {"source": "url", "url": "http://x/a.txt"},
+            {},
+            'datasets.d.sha256 = "": expected the file\'s SHA-256 (64 hex digits) for source url',
+        ),
+        (
+            {"source": "url", "url": "http://x/a.txt", "sha256": "ABC"},
+            {},
+            'datasets.d.sha256 = "ABC": expected',
+        ),
+        ({"source": "url", "sha256": SHA}, {}, 'datasets.d.url = "": expected a URL for source url'),
+        (
+            {"source": "hf", "hf": {"id": "a/b"}},
+            {},
+            'datasets.d.hf.revision = "": expected a commit hash or tag',
+        ),
+        ({"source": "hf", "hf": {"revision": "v1"}}, {}, 'datasets.d.hf.id = "": expected a dataset id'),
+        (
+            {"source": "hf", "hf": {"id": "a/b", "revision": "v1"}, "streaming": True},
+            {},
+            "datasets.d.max_chars = 0: expected > 0 with streaming",
+        ),
+        (
+            {"source": "local", "path": "a.parquet", "format": "xml"},
+            {},
+            'datasets.d.format = "xml": expected one of',
+        ),
+        ({"source": "local", "path": "a.txt"}, {"kind": "pretrained"}, 'tokenizers.t.path = "": expected'),
+        (
+            {"source": "local", "path": "a.txt"},
+            {"kind": "pretrained", "path": "gpt2"},
+            'tokenizers.t.revision = "": expected a commit hash or tag for the hub id',
+        ),
+    ],
+)
+def test_config_errors_of_sources_and_tokenizers(tiny_config, dataset, tokenizer, message):
+    from workflow_scripts.config import ConfigError, validate_config
+
+    tiny_config["datasets"] = {"d": dataset}
+    tiny_config["tokenizers"] = {"t": {"kind": "char", **tokenizer}}
+    tiny_config["experiments"]["tiny"].update(dataset="d", tokenizer="t")
+    with pytest.raises(ConfigError) as info:
+        validate_config(tiny_config)
+    assert str(info.value).startswith(f"config error: {message}"), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_new_sources_validate_with_defaults(tiny_config):
+    from workflow_scripts.config import validate_config
+
+    tiny_config["datasets"] = {
+        "u": {"source": "url", "url": "http://x/a.txt", "sha256": SHA},
+        "h": {"source": "hf", "hf": {"id": "a/b", "revision": "v1"}, "streaming": True, "max_chars": 1000},
+    }
+    tiny_config["experiments"]["tiny"]["dataset"] = "u"
+    config = validate_config(tiny_config)
+    assert config["datasets"]["h"]["hf"]["splits"] == {"train": "train", "val": "", "test": ""}
+    assert config["datasets"]["u"]["text_column"] == "text" and config["datasets"]["u"]["format"] == "auto"

@@ -100,7 +100,9 @@ def test_bpe_learns_from_train_only(tmp_path):
 
 def test_bad_specs(tmp_path):
     train = write(tmp_path / "train.txt", TRAIN)
-    with pytest.raises(ValueError, match="kind = 'wordpiece': expected one of \\['char', 'bpe'\\]"):
+    with pytest.raises(
+        ValueError, match="kind = 'wordpiece': expected one of \\['char', 'bpe', 'pretrained'\\]"
+    ):
         train_tokenizer({"kind": "wordpiece"}, train, tmp_path / "tok.json")
     with pytest.raises(ValueError, match="vocab_size = 100"):
         train_tokenizer({"kind": "bpe", "vocab_size": 100}, train, tmp_path / "tok.json")
@@ -110,3 +112,54 @@ def test_bad_specs(tmp_path):
         train_tokenizer({"kind": "char"}, write(tmp_path / "empty.txt", ""), tmp_path / "tok.json")
     assert not (tmp_path / "tok.json").exists()
     assert set(tmp_path.iterdir()) == {train, tmp_path / "empty.txt"}  # no temporary files left behind
+
+
+def test_pretrained_file_is_used_as_is(tmp_path):
+    train_tokenizer(
+        {"kind": "bpe", "vocab_size": 300}, write(tmp_path / "other.txt", TRAIN), tmp_path / "given.json"
+    )
+    train = write(tmp_path / "train.txt", "text it must not learn from: qqqq zzzz\n" * 20)
+    info = train_tokenizer(
+        {"kind": "pretrained", "path": str(tmp_path / "given.json")}, train, tmp_path / "tok.json"
+    )
+    assert (tmp_path / "tok.json").read_bytes() == (
+        tmp_path / "given.json"
+    ).read_bytes()  # copied, not retrained
+    assert info["kind"] == "pretrained" and info["vocab_size"] == 300
+    assert (
+        load_tokenizer(tmp_path / "tok.json").decode(
+            load_tokenizer(tmp_path / "tok.json").encode(ROUND_TRIP).ids
+        )
+        == ROUND_TRIP
+    )
+
+
+def test_pretrained_errors_are_one_line(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    train = write(tmp_path / "train.txt", TRAIN)
+    cases = [
+        ({"path": str(tmp_path / "absent.json")}, FileNotFoundError, "absent.json"),
+        (
+            {"path": str(write(tmp_path / "bad.json", '{"not": "a tokenizer"}'))},
+            ValueError,
+            "not a tokenizer.json",
+        ),
+        (
+            {"path": "gpt2"},
+            ValueError,
+            "revision = \"\": expected a commit hash or tag for the hub id 'gpt2'",
+        ),
+        (
+            {"path": "gpt2", "revision": "607a30d"},
+            ConnectionError,
+            "'gpt2': the Hugging Face hub cannot be reached",
+        ),
+    ]
+    for spec, error, message in cases:
+        with pytest.raises(error, match=message) as info:
+            train_tokenizer({"kind": "pretrained", **spec}, train, tmp_path / "tok.json")
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "tok.json").exists()

@@ -183,3 +183,15 @@ def test_errors(tmp_path, tokenizers):
     assert token_dtype(65536) == np.dtype("<u2") and token_dtype(65537) == np.dtype("<u4")
     with pytest.raises(ValueError, match="vocab_size = 4294967297"):
         token_dtype(2**32 + 1)
+
+
+def test_the_largest_id_picks_the_dtype(tmp_path):
+    # A pretrained vocabulary with a gap: 3 entries, but ids up to 70,000 need uint32.
+    from tokenizers import Tokenizer, models
+
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1, "b": 70000}, unk_token="<unk>"))
+    tok.save(str(tmp_path / "tok.json"))
+    (tmp_path / "t.txt").write_text("b")
+    meta = tokenize_split(tmp_path / "tok.json", tmp_path / "t.txt", tmp_path / "t.bin", tmp_path / "t.json")
+    assert meta["dtype"] == "uint32" and meta["vocab_size"] == 70001
+    assert open_tokens(tmp_path / "t.bin").tolist() == [70000]

@@ -8,11 +8,15 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from workflow_scripts import device as devices
 from workflow_scripts.io import read_json
 from workflow_scripts.sources import prepare_dataset
 from workflow_scripts.tokenizer import train_tokenizer
 from workflow_scripts.tokens import tokenize_split
+from workflow_scripts import train as training
+from workflow_scripts.model import GPT, GPTConfig
 from workflow_scripts.train import TrainConfig, plan_steps, train, window_order
 
 
@@ -70,6 +74,18 @@ def test_windows_of_a_smaller_budget_are_a_prefix_of_the_stream():
     assert sorted(order[:100]) == list(range(100)) and sorted(order[100:]) == list(range(100))
 
 
+def test_evaluation_in_smaller_batches_gives_the_same_loss(monkeypatch):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, context=16, n_layer=1, d_model=16, n_head=2, d_ff=64))
+    x, y = torch.randint(0, 50, (2, 10, 16)).unbind(0)
+    whole = training.evaluate(model, x, y)
+    monkeypatch.setattr(training, "EVAL_LOGITS", 3 * 16 * 50)  # a large vocabulary's cap: 3 windows a batch
+    batches = []
+    model.register_forward_hook(lambda module, args, out: batches.append(len(args[0])))
+    assert training.evaluate(model, x, y) == pytest.approx(whole, rel=1e-6)
+    assert batches == [3, 3, 3, 1]
+
+
 def test_divergence_is_recorded_not_fatal(token_files):
     metrics, _ = train(small_cell(token_files, lr=1e6, grad_clip=0.0, tokens=16384))
     assert metrics["status"] == "diverged"
@@ -89,3 +105,35 @@ def test_command_line_writes_outputs_and_reports_bad_budget_in_one_line(token_fi
                           "--metrics", str(tmp_path / "bad.json")], capture_output=True, text=True)
     assert bad.returncode != 0 and bad.stderr.strip().startswith("error: token budget 99999 exceeds")
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.json").exists()
+
+
+def test_device_choice_and_precision(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    assert devices.choose_device("auto") == torch.device("cpu")
+    assert devices.choose_precision("auto", torch.device("cpu")) == "fp32"
+    assert devices.choose_precision("auto", torch.device("cuda")) == "bf16"
+    with pytest.raises(ValueError, match=r"^device 'cuda' is not available on this machine: expected one of \['cpu', 'auto'\]$"):
+        devices.choose_device("cuda")
+    with pytest.raises(ValueError, match=r"^device 'tpu': expected one of \['auto', 'cpu', 'cuda', 'mps'\]$"):
+        devices.choose_device("tpu")
+    with pytest.raises(ValueError, match=r"^precision 'fp16': expected one of \['auto', 'fp32', 'bf16'\]$"):
+        devices.choose_precision("fp16", torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.choose_device("auto") == torch.device("cuda")  # CUDA first, even with MPS present
+    monkeypatch.setattr(devices, "_mps_available", lambda: True)
+    assert devices.choose_device("auto") == torch.device("cuda")
+
+
+def test_bf16_autocast_on_cpu_trains_and_is_recorded(token_files):
+    metrics, _ = train(small_cell(token_files, device="cpu", precision="bf16"))
+    assert metrics["status"] == "ok" and math.log(17) > metrics["val_loss"]
+    assert metrics["provenance"]["device"] == "cpu" and metrics["provenance"]["precision"] == "bf16"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_cell_trains_in_bf16_with_tf32_and_fused_adamw(token_files):
+    metrics, _ = train(small_cell(token_files, device="auto"))
+    assert metrics["status"] == "ok" and math.log(17) > metrics["val_loss"]
+    assert metrics["provenance"]["device"] == "cuda" and metrics["provenance"]["precision"] == "bf16"
+    assert torch.backends.cuda.matmul.allow_tf32 and devices.fused_adamw(torch.device("cuda"))

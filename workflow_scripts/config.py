@@ -143,8 +143,52 @@ def check_config(config: dict) -> None:
                 )
         _check_budget_fits_corpus(config, name, exp)
     for name, ds in config.get("datasets", {}).items():
-        if ds["source"] == "local" and not ds["path"]:
-            raise ConfigError(f'config error: datasets.{name}.path = "": expected a file or glob for source local')
+        _check_dataset(name, ds)
+    for name, tok in config.get("tokenizers", {}).items():
+        _check_tokenizer(name, tok)
+
+
+def _check_dataset(name: str, ds: dict) -> None:
+    source, hf = ds.get("source", "generator"), ds.get("hf", {})
+    # (key, value, problem) for each key the source needs, in the order they are reported.
+    needed = {
+        "local": [("path", ds.get("path", ""), "a file or glob for source local")],
+        "url": [
+            ("url", ds.get("url", ""), "a URL for source url"),
+            ("sha256", ds.get("sha256", ""), "the file's SHA-256 (64 hex digits) for source url"),
+        ],
+        "hf": [
+            ("hf.id", hf.get("id", ""), "a dataset id for source hf"),
+            ("hf.revision", hf.get("revision", ""),
+             "a commit hash or tag for source hf: hub data is pinned (for local files use source local)"),
+        ],
+    }.get(source, [])
+    for key, value, expected in needed:
+        if not value:
+            raise ConfigError(
+                f"config error: datasets.{name}.{key} = {json.dumps(value)}: expected {expected}"
+            )
+    if source == "hf" and ds.get("streaming") and not ds.get("max_chars"):
+        raise ConfigError(
+            f"config error: datasets.{name}.max_chars = {ds.get('max_chars', 0)}: "
+            "expected > 0 with streaming (a streamed corpus is read until the cap)"
+        )
+
+
+def _check_tokenizer(name: str, tok: dict) -> None:
+    if tok.get("kind") != "pretrained":
+        return
+    path = tok.get("path", "")
+    if not path:
+        raise ConfigError(
+            f'config error: tokenizers.{name}.path = "": '
+            "expected a tokenizer.json file or a hub id for kind pretrained"
+        )
+    if not path.endswith(".json") and not tok.get("revision"):
+        raise ConfigError(
+            f'config error: tokenizers.{name}.revision = "": '
+            f"expected a commit hash or tag for the hub id {path!r}"
+        )
 
 
 def _check_budget_fits_corpus(config: dict, name: str, exp: dict) -> None:
@@ -191,10 +235,30 @@ def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
         "dropout": model["dropout"],
         "tokens": cell.tokens,
         "seed": cell.seed,
-        **{k: v for k, v in training.items() if k != "threads"},
-        "lr": training["lr"] if cell.lr is None else cell.lr,
+        **{k: v for k, v in training.items() if k not in ("threads", "lr_rule", "lr_base_width")},
+        "lr": size_learning_rate(training, cell.d_model, cell.lr),
         "threads": training["threads"],
     }
+
+
+# Peak-rate multipliers by width, relative to the rate at lr_base_width. Adam's update size does
+# not shrink with fan-in, so wider matrices need smaller rates: 1/sqrt(fan-in) is the common
+# heuristic; muP (Yang et al. 2022, Tensor Programs V, table 3) scales hidden matrices by 1/fan-in.
+LR_RULES = {
+    "constant": lambda ratio: 1.0,
+    "inverse_sqrt_fan_in": lambda ratio: ratio**0.5,
+    "mup": lambda ratio: ratio,
+}
+
+
+def size_learning_rate(training: dict, d_model: int, own_lr: float | None = None) -> float:
+    """Peak learning rate of a size of width ``d_model``: its own ``lr`` if it has one, else ``training.lr_rule``."""
+    if own_lr is not None:
+        return own_lr
+    rule = training.get("lr_rule", "constant")
+    if rule not in LR_RULES:
+        raise ConfigError(f"config error: training.lr_rule = {json.dumps(rule)}: expected one of {sorted(LR_RULES)}")
+    return training["lr"] * LR_RULES[rule](training.get("lr_base_width", 32) / d_model)
 
 
 def as_flags(arguments: dict[str, Any]) -> str:

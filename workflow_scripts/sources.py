@@ -1,14 +1,16 @@
-"""Dataset preparation: a source (generator or local files) becomes raw text splits.
+"""Dataset preparation: a source becomes raw text splits.
 
-``prepare_dataset`` writes ``train.txt``, ``val.txt``, ``test.txt`` (UTF-8) and
-``source.json`` (what was read or generated, split sizes, the optimal loss
-where the source knows it, provenance) into one folder.
+Sources: ``generator`` (synthetic text with a known optimal loss), ``local``
+(text files, or parquet/jsonl/arrow/csv tables with a text column), ``url``
+(one file pinned by sha256, downloaded once) and ``hf`` (a hub dataset at a
+pinned revision). ``prepare_dataset`` writes ``train.txt``, ``val.txt``,
+``test.txt`` (UTF-8) and ``source.json`` (what was read or generated, split
+sizes, the optimal loss where the source knows it, provenance) into one folder.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -16,16 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from workflow_scripts import synthetic
+from workflow_scripts import download, structured, synthetic
 from workflow_scripts.io import atomic_write_json, atomic_write_text, provenance
 
 SPLITS = ("train", "val", "test")
-SOURCES = ("generator", "local")
+SOURCES = ("generator", "local", "url", "hf")
 GENERATORS = ("hmm_language",)
 
 
-def prepare_dataset(spec: dict, out_dir: str | os.PathLike) -> dict:
-    """Write the three text splits and ``source.json`` of one dataset; return the source record."""
+def prepare_dataset(
+    spec: dict, out_dir: str | os.PathLike, download_dir: str | os.PathLike = download.DOWNLOAD_DIR
+) -> dict:
+    """Write the three text splits and ``source.json`` of one dataset; return the source record.
+
+    ``download_dir``: where a ``url`` source's verified file is kept (fetched only if absent).
+    """
     source = spec.get("source", "generator")
     if source == "generator":
         generator = spec.get("generator", "hmm_language")
@@ -33,9 +40,18 @@ def prepare_dataset(spec: dict, out_dir: str | os.PathLike) -> dict:
             raise ValueError(f"dataset generator = {generator!r}: expected one of {list(GENERATORS)}")
         texts, record = _hmm_language(spec)
     elif source == "local":
-        texts, record = _local(spec)
+        texts, record = _files(spec, _resolve_paths(spec.get("path", "")))
+    elif source == "url":
+        url, sha256 = spec.get("url", ""), spec.get("sha256", "")
+        path = download.fetch(url, sha256, download.download_path(url, sha256, download_dir))
+        texts, record = _files(spec, [path])
+        record["url"] = url
+    elif source == "hf":
+        read, record = structured.read_hub(spec)
+        texts, record["splits"] = split_from_train(read, spec.get("split", {}))
     else:
         raise ValueError(f"dataset source = {source!r}: expected one of {list(SOURCES)}")
+    record = {"source": source, "spec": spec, **record}
     out_dir = Path(out_dir)
     for split in SPLITS:
         atomic_write_text(out_dir / f"{split}.txt", texts[split])
@@ -74,9 +90,7 @@ def _hmm_language(spec: dict) -> tuple[dict[str, str], dict[str, Any]]:
             "optimal_nats_total": nats,
         }
     record = {
-        "source": "generator",
         "generator": spec.get("generator", "hmm_language"),
-        "spec": spec,
         "hmm": asdict(hmm_spec),
         "alphabet": model.alphabet,
         # Cheaper reference points for the same text: unigram entropy of the
@@ -116,14 +130,27 @@ def _line_start(text: str, cut: int) -> int:
     return cut if newline == -1 else newline + 1
 
 
-def _local(spec: dict) -> tuple[dict[str, str], dict[str, Any]]:
-    paths = _resolve_paths(spec.get("path", ""))
-    fractions = {"val": 0.05, "test": 0.05, **spec.get("split", {})}
-    for name in ("val", "test"):
-        f = fractions[name]
-        if not isinstance(f, (int, float)) or not 0 < f < 0.5:
-            raise ValueError(f"dataset split.{name} = {f!r}: expected a fraction in (0, 0.5)")
-    parts, files = [], []
+def _files(spec: dict, paths: list[Path]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Local or downloaded files: plain text, or a table's text column; one corpus to split."""
+    fmt = structured.file_format(paths, spec.get("format", "auto"))
+    if fmt == "text":
+        text, read = _read_text(paths), None
+    else:
+        text, read = structured.read_files(spec, paths, fmt)
+    texts, splits = split_from_train({"train": text}, spec.get("split", {}))
+    record = {
+        "format": fmt,
+        "files": structured.describe_files(paths),
+        "n_chars": len(text),
+        "splits": splits,
+    }
+    if read is not None:
+        record["read"] = read
+    return texts, record
+
+
+def _read_text(paths: list[Path]) -> str:
+    parts = []
     for path in paths:
         data = path.read_bytes()
         try:
@@ -136,29 +163,43 @@ def _local(spec: dict) -> tuple[dict[str, str], dict[str, Any]]:
         if parts and parts[-1] and not parts[-1].endswith("\n"):
             parts.append("\n")
         parts.append(part)
-        files.append({"path": str(path), "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     text = "".join(parts)
     if not text:
-        raise ValueError(f"dataset path = {spec.get('path')!r}: the files hold no text")
-    # Contiguous split: train first, then val, then test, each cut moved to a line start.
+        raise ValueError(f"dataset files {[str(p) for p in paths]}: the files hold no text")
+    return text
+
+
+def split_from_train(texts: dict[str, str], fractions: dict) -> tuple[dict[str, str], dict[str, Any]]:
+    """train, val and test: each one the source lacks is cut from the end of train by fraction.
+
+    Contiguous and deterministic: train first, then val, then test, each cut
+    moved to a line start; fractions are of the source's train text.
+    """
+    fractions = {"val": 0.05, "test": 0.05, **fractions}
+    missing = [s for s in ("val", "test") if s not in texts]
+    for name in missing:
+        f = fractions[name]
+        if not isinstance(f, (int, float)) or not 0 < f < 0.5:
+            raise ValueError(f"dataset split.{name} = {f!r}: expected a fraction in (0, 0.5)")
+    text = texts["train"]
     n = len(text)
-    cut_val = _line_start(text, round(n * (1.0 - fractions["val"] - fractions["test"])))
-    cut_test = _line_start(text, max(cut_val, round(n * (1.0 - fractions["test"]))))
-    texts = {"train": text[:cut_val], "val": text[cut_val:cut_test], "test": text[cut_test:]}
-    for split, chunk in texts.items():
-        if not chunk:
+    share = 1.0 - sum(fractions[s] for s in missing)
+    cut = _line_start(text, round(n * share))
+    out = {**texts, "train": text[:cut]}
+    for i, name in enumerate(missing):
+        share += fractions[name]
+        end = n if i == len(missing) - 1 else _line_start(text, max(cut, round(n * share)))
+        out[name], cut = text[cut:end], end
+    for split in SPLITS:
+        if not out[split]:
             raise ValueError(
-                f"dataset split {split!r} is empty: {n} characters with val={fractions['val']}, "
-                f"test={fractions['test']}; expected a longer text or larger fractions"
+                f"dataset split {split!r} is empty: {n} characters with "
+                + ", ".join(f"{s}={fractions[s]}" for s in missing)
+                + "; expected a longer text or larger fractions"
             )
-    record = {
-        "source": "local",
-        "spec": spec,
-        "files": files,
-        "n_chars": n,
-        "fractions": fractions,
-        "splits": {
-            split: {"n_chars": len(chunk), "fraction": len(chunk) / n} for split, chunk in texts.items()
-        },
+    total = sum(len(out[s]) for s in SPLITS)
+    splits = {
+        s: {"n_chars": len(out[s]), "fraction": len(out[s]) / total, "cut_from_train": s in missing}
+        for s in SPLITS
     }
-    return texts, record
+    return {s: out[s] for s in SPLITS}, splits

@@ -1,22 +1,25 @@
-"""Tokenizers trained on a dataset's train split, all saved as a ``tokenizers`` tokenizer.json.
+"""Tokenizers, all saved as a ``tokenizers`` tokenizer.json beside the data they encode.
 
 - ``char``: one token per Unicode character seen in the train split, plus
   ``<unk>`` at id 0 for characters first seen in val/test; the characters
   follow in sorted order at ids 1..V-1.
 - ``bpe``: byte-level BPE (GPT-2 style): every text round-trips exactly, and
   the merges are learned on the train split only.
+- ``pretrained``: an existing tokenizer.json used as is (copied byte for
+  byte, never trained): a file, or a hub model id at a pinned revision.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from workflow_scripts.io import atomic_path
 
-KINDS = ("char", "bpe")
+KINDS = ("char", "bpe", "pretrained")
 UNK = "<unk>"
 # Oniguruma's "." skips "\n"; [\s\S] is any single code point, newline included.
 _ANY_CHARACTER = r"[\s\S]"
@@ -37,10 +40,17 @@ def train_tokenizer(spec: dict, train_text_path: str | os.PathLike, out_path: st
             raise ValueError(f"tokenizer vocab_size = {requested!r}: expected an integer >= 257 for bpe")
         tokenizer = _train_bpe(train_text_path, int(requested))
         info = {"kind": kind, "vocab_size_requested": int(requested)}
+    elif kind == "pretrained":
+        source = _pretrained_file(spec)
+        tokenizer = load_tokenizer(source)  # fails here, not at tokenize time, if it is no tokenizer
+        info = {"kind": kind, "path": spec["path"], "revision": spec.get("revision", ""), "file": str(source)}
     else:
         raise ValueError(f"tokenizer kind = {kind!r}: expected one of {list(KINDS)}")
     with atomic_path(out_path, suffix=".json") as tmp:
-        tokenizer.save(str(tmp))
+        if kind == "pretrained":
+            shutil.copyfile(source, tmp)  # byte for byte: its sha256 in the token meta is the original's
+        else:
+            tokenizer.save(str(tmp))
     info["vocab_size"] = tokenizer.get_vocab_size(with_added_tokens=True)
     info["train_text"] = str(train_text_path)
     return info
@@ -49,7 +59,35 @@ def train_tokenizer(spec: dict, train_text_path: str | os.PathLike, out_path: st
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     if not Path(path).is_file():
         raise FileNotFoundError(f"tokenizer {str(path)!r}: no such file")
-    return Tokenizer.from_file(str(path))
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as error:  # tokenizers raises a bare Exception with serde's message
+        raise ValueError(f"tokenizer {str(path)!r}: not a tokenizer.json ({error})") from None
+
+
+def _pretrained_file(spec: dict) -> Path:
+    """The tokenizer.json a pretrained spec names: a local file, or one fetched from the hub."""
+    path, revision = spec.get("path", ""), spec.get("revision", "")
+    if not path:
+        raise ValueError(
+            'tokenizer path = "": expected a tokenizer.json file or a hub id for kind pretrained'
+        )
+    if path.endswith(".json"):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"tokenizer path = {path!r}: no such file")
+        return Path(path)
+    if not revision:
+        raise ValueError(f'tokenizer revision = "": expected a commit hash or tag for the hub id {path!r}')
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(path, "tokenizer.json", revision=revision))
+    except (LocalEntryNotFoundError, ConnectionError) as error:
+        raise ConnectionError(
+            f"tokenizer path = {path!r}: the Hugging Face hub cannot be reached ({type(error).__name__}); "
+            "fetch its tokenizer.json where it can and set path: <file>.json"
+        ) from None
 
 
 def _read(path: Path) -> str:

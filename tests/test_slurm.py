@@ -1,0 +1,160 @@
+"""The SLURM profile on a real single-node cluster: a tiny study gives the numbers of a local run.
+
+The cluster (Debian's slurmctld, slurmd, slurm-client and munge, installed by
+.ci/run) is brought up by tests/slurm/slurm-up.sh as root and stopped by the
+pids it wrote, whatever the test does. Without the packages or root the test
+fails: it is the only check that `snakemake --profile slurm` really submits.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, TINY_CONFIG, write_config
+
+pytestmark = pytest.mark.slow
+
+SLURM_DIR = REPO / "tests" / "slurm"
+# A GPU cell beside the tiny study: the test cluster declares one fake GPU
+# (a GRES backed by /dev/null); the cell still trains on the CPU.
+GPU_EXPERIMENT = {
+    **TINY_CONFIG["experiments"]["tiny"],
+    "models": [{"n_layer": 1, "d_model": 8, "n_head": 2}],
+    "data_sizes": [4096],
+    "resources": {"gpu": 1, "gpu_model": "fake"},
+}
+GPU_CELL = "results/tinygpu/runs/L1-d8-h2/D4096/seed0/metrics.json"
+TARGETS = ["results/tiny/runs.csv", "results/tiny/fits.json", GPU_CELL]
+# Columns of runs.csv that differ between two runs of the same cell.
+UNSTABLE = ("wall_time_s", "tokens_per_s")
+
+
+def run_workflow(workdir: Path, *args: str, timeout: int = 300) -> tuple[subprocess.CompletedProcess, float]:
+    """snakemake from the repository root (where `--profile slurm` is looked up); wall seconds beside it.
+
+    On timeout it is stopped with SIGINT, on which it cancels its SLURM jobs.
+    """
+    env = dict(os.environ, PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"])))
+    env.setdefault("MPLCONFIGDIR", str(workdir / ".mplconfig"))
+    command = [sys.executable, "-m", "snakemake", *args, "--directory", str(workdir)]
+    start = time.perf_counter()
+    with subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=60)
+            pytest.fail(f"snakemake {' '.join(args)} ran past {timeout} s:\n{output[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, output, ""), time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    missing = [tool for tool in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(tool) is None]
+    assert not missing, f"{missing} not installed: .ci/run installs slurmctld slurmd slurm-client munge"
+    assert os.geteuid() == 0, "the test SLURM cluster is started as root (daemons, /etc/slurm)"
+    state = tmp_path_factory.mktemp("slurm")
+    try:
+        start = time.perf_counter()
+        up = subprocess.run(["bash", str(SLURM_DIR / "slurm-up.sh"), str(state), "--fake-gpu"],
+                            capture_output=True, text=True, timeout=120)
+        bring_up_s = time.perf_counter() - start
+        logs = "".join(f"\n{p.name}:\n{p.read_text()[-1500:]}" for p in sorted((state / "log").glob("*.log")))
+        assert up.returncode == 0, up.stdout + up.stderr + logs
+        yield SimpleNamespace(state=state, bring_up_s=bring_up_s)
+    finally:
+        subprocess.run(["bash", str(SLURM_DIR / "slurm-down.sh"), str(state)], timeout=60)
+
+
+def test_profile_resolves_from_repository_root(tmp_path):
+    """`--profile slurm` finds ./slurm (Snakemake does not look in profiles/), with the workflow profile."""
+    config = write_config(tmp_path / "tiny.yaml", TINY_CONFIG)
+    result, _ = run_workflow(tmp_path, "-n", "--profile", "slurm", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Using profiles slurm and workflow specific profile profiles/default" in result.stdout
+    # the profile's default resources reach the cheap jobs; cells carry their own estimates
+    assert re.search(r"resources: .*mem_mb=4000.*runtime=30", result.stdout), result.stdout[-3000:]
+    assert re.search(r"resources: .*mem_mb=1000.*runtime=10, gpu=0", result.stdout), result.stdout[-3000:]
+
+
+def slurm_jobs() -> dict[str, dict[str, str]]:
+    """Every job the controller still remembers (MinJobAge = 300 s), as key=value fields by job id."""
+    shown = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True).stdout
+    jobs = [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in shown.splitlines() if line.strip()]
+    return {job["JobId"]: job for job in jobs}
+
+
+def train_wave_s(log: str) -> float:
+    """Seconds from the first training cell's submission to the last one's end, from snakemake's log."""
+    stamps = []
+    for stamp, line in re.findall(r"^\[(.+?)\]\n(.*)$", log, flags=re.M):
+        if line == "rule train_cell:" or line.endswith("(Rule: train_cell)"):
+            stamps.append(datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y"))
+    return (max(stamps) - min(stamps)).total_seconds()
+
+
+def test_tiny_study_through_slurm_matches_local(slurm_cluster, tmp_path):
+    config = {**TINY_CONFIG, "experiments": {**TINY_CONFIG["experiments"], "tinygpu": GPU_EXPERIMENT}}
+    local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
+    for workdir in (local_dir, slurm_dir):
+        workdir.mkdir()
+        write_config(workdir / "tiny.yaml", config)
+
+    local, local_s = run_workflow(local_dir, *TARGETS, "--cores", "2", "--configfile", str(local_dir / "tiny.yaml"))
+    assert local.returncode == 0, local.stdout[-3000:]
+    slurm, slurm_s = run_workflow(slurm_dir, *TARGETS, "--profile", "slurm", "--profile", "tests/slurm/profile",
+                                  "--configfile", str(slurm_dir / "tiny.yaml"))
+    assert slurm.returncode == 0, slurm.stdout[-5000:]
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", slurm.stdout)
+    assert submitted, slurm.stdout[-3000:]
+
+    # The same cells, losses and fits as the local run.
+    runs = {name: pd.read_csv(d / "results/tiny/runs.csv").sort_values(["model", "data", "seed"], ignore_index=True)
+            for name, d in (("local", local_dir), ("slurm", slurm_dir))}
+    assert list(runs["local"]["model"]) == list(runs["slurm"]["model"])
+    numeric = [c for c in runs["local"].select_dtypes("number").columns if c not in UNSTABLE]
+    assert {"val_loss", "val_loss_best", "train_loss", "N", "D", "C"} <= set(numeric)
+    pd.testing.assert_frame_equal(runs["local"][numeric], runs["slurm"][numeric], check_exact=False, rtol=1e-9)
+    fits = {name: json.loads((d / "results/tiny/fits.json").read_text())["laws"]
+            for name, d in (("local", local_dir), ("slurm", slurm_dir))}
+    fitted = [law for law, fit in fits["local"].items() if "params" in fit]
+    assert "L(N)" in fitted and fits["local"].keys() == fits["slurm"].keys()
+    for law in fitted:
+        for part in ("params", "ci"):
+            local_values, slurm_values = fits["local"][law][part], fits["slurm"][law][part]
+            assert local_values.keys() == slurm_values.keys()
+            for key in local_values:
+                # equal up to the optimiser's rounding (BLAS threads differ inside a SLURM job)
+                np.testing.assert_allclose(slurm_values[key], local_values[key], rtol=1e-6, err_msg=f"{law} {key}")
+    for name, d in (("local", local_dir), ("slurm", slurm_dir)):
+        gpu_metrics = json.loads((d / GPU_CELL).read_text())
+        assert gpu_metrics["status"] == "ok", name
+
+    # Only the GPU cell asked SLURM for a GPU (`--gpus=fake:1`), and got one.
+    jobs = slurm_jobs()
+    assert set(submitted) <= jobs.keys()
+    with_gpu = {i for i in submitted if "gpu" in jobs[i].get("TresPerJob", "")}
+    gpu_job = [i for i in submitted if "tinygpu" in jobs[i].get("Comment", "")]
+    assert len(gpu_job) == 1 and with_gpu == set(gpu_job), {i: jobs[i].get("TresPerJob") for i in submitted}
+    assert jobs[gpu_job[0]]["TresPerJob"] == "gres:gpu:fake:1"
+    assert all(jobs[i]["JobState"] == "COMPLETED" for i in submitted)
+
+    benchmarks = [pd.read_csv(p, sep="\t")["s"].iloc[0]
+                  for p in (slurm_dir / "results").glob("*/benchmarks/train/*/*/*.tsv")]
+    print(f"\nSLURM bring-up {slurm_cluster.bring_up_s:.1f} s; study of 6 cells + 1 GPU cell: "
+          f"local {local_s:.0f} s, SLURM {slurm_s:.0f} s in {len(submitted)} sbatch jobs; "
+          f"training cells side by side: wave {train_wave_s(slurm.stdout):.0f} s "
+          f"for cells of at most {max(benchmarks):.1f} s")
