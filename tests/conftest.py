@@ -43,6 +43,10 @@ TINY_CONFIG = {
 }
 
 
+# A 243-start grid for the parametric law (the full one has 4,500): the same code path, seconds not minutes.
+SMALL_GRID = {"a": (0, 5, 10), "b": (0, 5, 10), "alpha": (0, 0.5, 1), "beta": (0, 0.5, 1), "e": (-1, 0, 1)}
+
+
 @pytest.fixture
 def tiny_config():
     return copy.deepcopy(TINY_CONFIG)

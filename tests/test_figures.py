@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import SMALL_GRID
 from workflow_scripts.figures import main, plot_loss_vs_d, plot_loss_vs_n
 from workflow_scripts.fit import fit_experiment
 
@@ -30,7 +31,7 @@ def assert_figures(png, pdf):
 
 @pytest.fixture(scope="module")
 def fits():
-    return fit_experiment(runs_table(), n_boot=20)
+    return fit_experiment(runs_table(), n_boot=20, parametric_grid=SMALL_GRID)
 
 
 def test_both_figures_in_both_formats(tmp_path, fits):
@@ -49,7 +50,7 @@ def test_both_figures_in_both_formats(tmp_path, fits):
 def test_skipped_law_and_no_optimal_loss(tmp_path):
     runs = runs_table(d_values=(1e5, 1e6), n_values=(1e4, 3e4, 1e5))
     runs["optimal_loss"] = np.nan
-    fits = fit_experiment(runs, n_boot=5)
+    fits = fit_experiment(runs, n_boot=5, parametric_grid=SMALL_GRID)
     assert "skipped" in fits["laws"]["L(D)"] and fits["optimal_loss"] is None
     plot_loss_vs_d(runs, fits, tmp_path / "d.png", tmp_path / "d.pdf")
     assert_figures(tmp_path / "d.png", tmp_path / "d.pdf")

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 from scipy.optimize import check_grad
 
-from workflow_scripts.fit import _objective, bootstrap_power_law, fit_experiment, fit_power_law
+from conftest import SMALL_GRID
+from workflow_scripts.fit import _objective, bootstrap_power_law, fit_experiment, fit_power_law, main
 
 REPO = Path(__file__).resolve().parents[1]
+# A small initialisation grid for L(N,D) (243 starts) keeps the experiment tests fast.
 TRUE = {"E": 1.7, "A": 400.0, "alpha": 0.34}
 
 
@@ -132,7 +134,7 @@ def test_fit_experiment_laws_exclusions_and_skips(capsys):
     runs.loc[(runs.model == "N30000") & (runs.data == "D1000000") & (runs.seed == 1), ["status", "val_loss"]] = \
         ["diverged", np.nan]
     runs.loc[(runs.model == "N100000") & (runs.data == "D1000000") & (runs.seed == 0), "val_loss"] = np.nan
-    fits = fit_experiment(runs, n_boot=30, seed=0)
+    fits = fit_experiment(runs, n_boot=30, seed=0, parametric_grid=SMALL_GRID)
     assert fits["format_version"] == 1 and fits["experiment"] == "synth"
     assert fits["optimal_loss"] == pytest.approx(1.8)
     ln = fits["laws"]["L(N)"]
@@ -158,6 +160,7 @@ def test_fit_experiment_all_cells_excluded_is_not_fatal():
     runs["optimal_loss"] = np.nan
     fits = fit_experiment(runs, n_boot=5)
     assert all("skipped" in law for law in fits["laws"].values())
+    assert "skipped" in fits["compute_optimal"]
     assert fits["optimal_loss"] is None
 
 
@@ -180,10 +183,95 @@ def test_cli_writes_fits_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     fits = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in fits.json"))
-    assert set(fits["laws"]) == {"L(N)", "L(D)"}
+    assert set(fits["laws"]) == {"L(N)", "L(D)", "L(N,D)"}
     assert all("params" in law for law in fits["laws"].values())
+    assert fits["compute_optimal"]["a"] + fits["compute_optimal"]["b"] == pytest.approx(1.0)
     assert fits["provenance"]["config"]["n_bootstrap"] == 20
     assert "L(N): E=" in proc.stdout
     bad = subprocess.run([sys.executable, "-m", "workflow_scripts.fit", "--runs", str(tmp_path / "nope.csv"),
                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "error:" in bad.stderr
+
+
+def test_fit_experiment_parametric_law_and_compute_optimal(capsys):
+    runs = synthetic_runs(d_values=(1e5, 1e6, 1e7))
+    fits = fit_experiment(runs, n_boot=30, seed=0, parametric_grid=SMALL_GRID)
+    law = fits["laws"]["L(N,D)"]
+    assert law["x"] == ["N_nonembedding", "D"] and law["selection"] == "all usable cells"
+    assert law["params"]["alpha"] == pytest.approx(0.3, abs=0.05)
+    assert law["params"]["beta"] == pytest.approx(0.3, abs=0.05)
+    assert set(law["ci"]) == {"E", "A", "B", "alpha", "beta"} and law["n_bootstrap"] == 30
+    assert len(law["cells_used"]) == 30 and law["best_start_on_grid_edge"] is False
+    opt = fits["compute_optimal"]
+    assert opt["law"] == "L(N,D)" and opt["a"] == pytest.approx(0.5, abs=0.05)
+    assert opt["a"] + opt["b"] == pytest.approx(1.0) and opt["ci"]["a"][0] <= opt["a"] <= opt["ci"]["a"][1]
+    json.dumps(fits, allow_nan=False)
+
+
+def test_fit_experiment_skips_parametric_law_with_one_data_size(capsys):
+    fits = fit_experiment(synthetic_runs(d_values=(1e6,)), n_boot=5, parametric_grid=SMALL_GRID)
+    skipped = fits["laws"]["L(N,D)"]["skipped"]
+    assert "'synth'" in skipped and "L(N,D)" in skipped and "1 distinct D" in skipped
+    assert fits["compute_optimal"] == {"law": "L(N,D)", "skipped": skipped}
+    assert "L(N,D)" in capsys.readouterr().err
+
+
+def chinchilla_table(path, seed=0):
+    """An IsoFLOP design from L = 1.69 + 406.4/N^0.34 + 410.7/D^0.28 with noise: 4 budgets × 5 sizes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in (1e18, 1e19, 1e20, 1e21):
+        for n in np.geomspace(1e-3, 1e-1, 5) * np.sqrt(c):
+            d = c / (6 * n)
+            loss = (1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28) * math.exp(rng.normal(0, 0.002))
+            rows.append({"params": n, "tokens": d, "flops": c, "final loss": loss})
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def run_fit(*args):
+    """The command in this process (its imports are already paid): (exit message or None)."""
+    try:
+        main([str(a) for a in args])
+    except SystemExit as stop:
+        return stop.code
+    return None
+
+
+def test_cli_table_writes_the_contract(tmp_path, capsys):
+    chinchilla_table(tmp_path / "t.csv")
+    out = tmp_path / "fits.json"
+    assert run_fit("--table", tmp_path / "t.csv", "--n", "params", "--d", "tokens", "--loss", "final loss",
+                   "--c", "flops", "--out", out, "--bootstrap", "10", "--seed", "2") is None
+    fits = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in fits.json"))
+    p = fits["parametric"]
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert p[name] > 0 and len(p["ci"][name]) == 2
+    assert p["alpha"] == pytest.approx(0.34, abs=0.05) and p["beta"] == pytest.approx(0.28, abs=0.05)
+    assert isinstance(p["best_start_on_grid_edge"], bool)
+    opt = fits["compute_optimal"]
+    assert opt["a"] + opt["b"] == pytest.approx(1.0) and set(opt["ci"]) >= {"a", "b"}
+    assert len(fits["isoflops"]["budgets"]) == 4 and "samples" not in fits["isoflops"]
+    assert fits["provenance"]["table"] == str(tmp_path / "t.csv")
+    assert fits["provenance"]["config"]["n_bootstrap"] == 10 and "git_revision" in fits["provenance"]
+    stdout = capsys.readouterr().out
+    assert "L(N,D): E=" in stdout and "IsoFLOP" in stdout
+
+
+def test_cli_table_bad_input_is_one_line(tmp_path):
+    table = pd.DataFrame({"N": [1e6, 2e6, 4e6, 1e6, 2e6, 4e6], "D": [1e8] * 3 + [1e9] * 3, "L": [3.0] * 6})
+    table.to_csv(tmp_path / "ok.csv", index=False)
+    table.assign(D=[1e8, 1e8, -1.0, 1e9, 1e9, 1e9]).to_csv(tmp_path / "neg.csv", index=False)
+    table.head(4).to_csv(tmp_path / "few.csv", index=False)
+    out = tmp_path / "f.json"
+    cases = [
+        (("--table", tmp_path / "nope.csv", "--n", "N", "--d", "D", "--loss", "L"), "nope.csv not found"),
+        (("--table", tmp_path / "ok.csv", "--n", "N", "--d", "tokens", "--loss", "L"),
+         "column 'tokens' (--d)"),
+        (("--table", tmp_path / "neg.csv", "--n", "N", "--d", "D", "--loss", "L"),
+         "value -1.0 in data row 3"),
+        (("--table", tmp_path / "few.csv", "--n", "N", "--d", "D", "--loss", "L"), "4 (N, D) cells"),
+    ]
+    for args, message in cases:
+        error = run_fit(*args, "--out", out, "--bootstrap", "2")  # sys.exit(text): stderr, exit status 1
+        assert isinstance(error, str) and error.startswith("error: ") and message in error, error
+        assert len(error.splitlines()) == 1 and not out.exists()

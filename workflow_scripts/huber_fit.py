@@ -1,0 +1,346 @@
+"""The fitting engine shared by every law: sums of power laws in logsumexp form.
+
+A law L = E + Σ_j A_j·x_j^(−α_j) is fitted as log L̂ = logsumexp(a_j − α_j log x_j, e)
+(A_j = exp a_j, E = exp e) by minimising the summed Huber loss (δ = 1e-3) of log L̂ − log L
+with L-BFGS-B from every start of a grid, as in Hoffmann et al. (2022, §3.3, App. D.2) and
+its replication by Besiroglu et al. (Epoch AI, 2024). θ is laid out (a_1..a_k, α_1..α_k, e).
+
+Bootstrap resamples are expressed as integer weights on the rows (how often each row was
+drawn), which gives the same objective as duplicating rows at a fraction of the cost, and
+makes the objective of every grid start on a resample one matrix-vector product.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import itertools
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+try:  # scipy's L-BFGS-B routine itself (reverse communication, C since scipy 1.15)
+    from scipy.optimize._lbfgsb import setulb as _setulb
+except ImportError:  # pragma: no cover - other scipy versions use the plain loop
+    _setulb = None
+
+HUBER_DELTA = 1e-3
+# With δ = 1e-3 the summed Huber objective is ~1e-5, far below L-BFGS-B's default ftol
+# (relative to max(|f|, 1)), which would stop it early; these tolerances let it converge.
+LBFGS_OPTIONS = {"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000}
+# Starts ending within this distance of the best objective count as reaching it (the
+# absolute floor, ~1e-6 rms log residual, covers exact data where the optimum is ~0).
+TIE_RTOL, TIE_ATOL = 1e-6, 1e-12
+_BASIN_RTOL = 1e-3
+# A resample needs its optimum to a relative precision far finer than the interval's width,
+# not the exact run's: stop when a step gains less than this fraction of the objective.
+BOOTSTRAP_RTOL = 1e-8
+
+
+def bootstrap_options(objective_value: float, rtol: float) -> dict[str, float]:
+    """L-BFGS-B options stopping at relative precision ``rtol`` of an objective near ``objective_value``."""
+    # L-BFGS-B's ftol is relative to max(|f|, 1): for f ≪ 1 it is absolute, so scale it by f.
+    return {**LBFGS_OPTIONS, "ftol": max(rtol * objective_value, LBFGS_OPTIONS["ftol"])}
+
+
+def huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Huber(r) elementwise and its derivative clip(r, −δ, δ); Huber = c·(r − c/2) on both branches."""
+    c = np.minimum(np.maximum(r, -delta), delta)  # np.clip costs several times more on small arrays
+    return c * (r - 0.5 * c), c
+
+
+def predict(theta: np.ndarray, lx: np.ndarray) -> np.ndarray:
+    """log L̂ for inputs lx (k, n) = log x; θ = (a_1..a_k, α_1..α_k, e)."""
+    k = lx.shape[0]
+    pred = np.full(lx.shape[1], float(theta[2 * k]))
+    for j in range(k):
+        pred = np.logaddexp(pred, theta[j] - theta[k + j] * lx[j])
+    return pred
+
+
+def batch_objective(thetas: np.ndarray, lx: np.ndarray, ly: np.ndarray, w, delta: float):
+    """Σ w_i·Huber(log L̂_i − log y_i) and its analytic gradient for each row of ``thetas`` (S, 2k+1).
+
+    lx is (k, n) = log x, w a weight per row or 1. One call evaluates every start of a grid:
+    on tens to hundreds of points numpy's per-call overhead, not the arithmetic, is the cost.
+    """
+    k = lx.shape[0]
+    e = thetas[:, 2 * k, None]  # (S, 1)
+    z = thetas[:, :k, None] - thetas[:, k:2 * k, None] * lx  # (S, k, n): a_j − α_j log x_j
+    top = np.maximum(z.max(axis=1), e)  # (S, n): shift for a stable logsumexp
+    p = np.exp(z - top[:, None, :])  # (S, k, n)
+    pe = np.exp(e - top)  # (S, n)
+    s = p.sum(axis=1) + pe
+    r = top + np.log(s) - ly
+    h, c = huber(r, delta)
+    cw = c * w / s  # Huber derivative / Σ: with p, pe it gives the softmax weights ∂ log L̂ / ∂ term
+    grad = np.empty(thetas.shape)
+    pcw = p * cw[:, None, :]  # (S, k, n); elementwise, not einsum: BLAS threads only cost here
+    grad[:, :k] = pcw.sum(axis=2)
+    grad[:, k:2 * k] = -(pcw * lx).sum(axis=2)
+    grad[:, 2 * k] = (pe * cw).sum(axis=1)
+    return (h * w).sum(axis=1), grad
+
+
+def objective(theta: np.ndarray, lx: np.ndarray, ly: np.ndarray, w, delta: float):
+    """The objective and gradient at one θ (see ``batch_objective``), as scipy.optimize wants them."""
+    f, g = batch_objective(np.asarray(theta, dtype=float)[None, :], lx, ly, w, delta)
+    return float(f[0]), g[0]
+
+
+def grid_starts(grid: dict[str, Sequence[float]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Starts as rows ordered like ``names`` (θ's layout) and whether each lies on the grid's edge."""
+    try:
+        axes = [np.asarray(grid[k], dtype=float) for k in names]
+    except KeyError as missing:
+        raise ValueError(f"fit grid needs keys {', '.join(names)}; missing {missing}") from None
+    if any(ax.size == 0 for ax in axes):
+        raise ValueError("fit grid has an empty axis")
+    starts = np.array(list(itertools.product(*axes)))
+    edge = np.zeros(len(starts), dtype=bool)
+    for j, ax in enumerate(axes):
+        if ax.size > 1:  # a single value is no range, so no edge
+            edge |= (starts[:, j] == ax.min()) | (starts[:, j] == ax.max())
+    return starts, edge
+
+
+@functools.cache
+def _openblas_thread_controls() -> tuple:
+    """(get, set) thread-count functions of every OpenBLAS loaded in this process (Linux; else none)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return ()
+    controls = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None)
+            put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None)
+            if get and put:
+                controls.append((get, put))
+                break
+    return tuple(controls)
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """OpenBLAS on one thread inside the block, restored after.
+
+    scipy's L-BFGS-B routine calls BLAS on vectors of five numbers; with OpenBLAS free to
+    use every core, the fit of the default study ran 10x slower (measured on 2 cores).
+    """
+    controls = _openblas_thread_controls()
+    before = [get() for get, _ in controls]
+    for _, put in controls:
+        put(1)
+    try:
+        yield
+    finally:
+        for (_, put), n in zip(controls, before):
+            put(n)
+
+
+def multistart(lx, ly, w, starts: np.ndarray, delta: float = HUBER_DELTA, options: dict | None = None):
+    """L-BFGS-B from every start; return (final θ per start, final objective per start).
+
+    Runs scipy's own L-BFGS-B routine (the reverse-communication ``setulb`` that
+    ``scipy.optimize.minimize`` drives) for all starts in lockstep, so each round of
+    function evaluations is one vectorised ``batch_objective`` call. The iterates are
+    those of ``minimize(..., method="L-BFGS-B")`` from each start (tested); it is several
+    times faster because the per-call overheads are paid once per round, not per start.
+    """
+    options = {**LBFGS_OPTIONS, **(options or {})}
+    starts = np.asarray(starts, dtype=float)
+    w = np.asarray(w, dtype=float)
+    with one_blas_thread():
+        if _setulb is None:  # another scipy: the plain loop
+            return _multistart_loop(lx, ly, w, starts, delta, options)
+        return _lockstep(lx, ly, w, starts, delta, options)
+
+
+def _lockstep(lx, ly, w, starts, delta, options):
+    per_start = w.ndim == 2  # a row of weights per start (one bootstrap resample each)
+    n_starts, n = starts.shape
+    m, maxls = 10, 20  # scipy's defaults (maxcor, maxls)
+    factr, pgtol = options["ftol"] / np.finfo(float).eps, options["gtol"]
+    maxiter, maxfun = options["maxiter"], options.get("maxfun", 15000)
+    x = [row.copy() for row in starts]
+    lower, upper, nbd = np.zeros(n), np.zeros(n), np.zeros(n, np.int32)  # no bounds
+    # Per start, the work arrays scipy's driver allocates: wa, iwa, task, lsave, isave, dsave, ln_task.
+    state = [(np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m), np.zeros(3 * n, np.int32),
+              np.zeros(2, np.int32), np.zeros(4, np.int32), np.zeros(44, np.int32), np.zeros(29),
+              np.zeros(2, np.int32)) for _ in range(n_starts)]
+    f, g = np.zeros(n_starts), np.zeros((n_starts, n))
+    nit, nfev = np.zeros(n_starts, int), np.zeros(n_starts, int)
+    pending = range(n_starts)
+    while len(pending):
+        ask = []
+        for i in pending:  # advance each start until it asks for f and g at a new x, or stops
+            wa, iwa, task, lsave, isave, dsave, ln_task = state[i]
+            while True:
+                _setulb(m, x[i], lower, upper, nbd, f[i], g[i], factr, pgtol, wa, iwa, task, lsave, isave,
+                        dsave, maxls, ln_task)
+                if task[0] == 3:  # evaluate f, g at x
+                    ask.append(i)
+                    break
+                if task[0] != 1:  # converged, or stopped
+                    break
+                nit[i] += 1  # a new iterate: the stopping rules of scipy's driver
+                if nit[i] >= maxiter or nfev[i] > maxfun:
+                    task[0], task[1] = 5, 504
+        if ask:
+            f[ask], g[ask] = batch_objective(np.array([x[i] for i in ask]), lx, ly,
+                                             w[ask] if per_start else w, delta)
+            nfev[ask] += 1
+        pending = ask
+    thetas = np.array(x)
+    ok = np.all(np.isfinite(thetas), axis=1) & np.isfinite(f)
+    return thetas, np.where(ok, f, np.inf)
+
+
+def _multistart_loop(lx, ly, w, starts: np.ndarray, delta: float, options: dict):
+    w = np.asarray(w, dtype=float)
+    thetas = np.empty_like(starts)
+    losses = np.empty(len(starts))
+    for i, start in enumerate(starts):
+        res = minimize(objective, start, args=(lx, ly, w[i] if w.ndim == 2 else w, delta), jac=True,
+                       method="L-BFGS-B", options=options)
+        thetas[i] = res.x
+        losses[i] = res.fun if np.all(np.isfinite(res.x)) and np.isfinite(res.fun) else np.inf
+    return thetas, losses
+
+
+def fit_grid(lx, ly, starts: np.ndarray, edge: np.ndarray, delta: float = HUBER_DELTA) -> dict[str, Any]:
+    """The exact fit: every start polished on the data, the best optimum kept.
+
+    ``start`` is the index of the start reported as the best one: an interior start that
+    reached the best optimum if any did, so ``on_edge`` means no interior start got there.
+    """
+    thetas, losses = multistart(lx, ly, 1.0, starts, delta)
+    best = int(np.argmin(losses))
+    if not np.isfinite(losses[best]):
+        raise ValueError("the fit did not converge from any start of the grid")
+    reached = losses <= losses[best] + max(TIE_RTOL * losses[best], TIE_ATOL)
+    start = int(np.flatnonzero(reached & ~edge)[0]) if np.any(reached & ~edge) else best
+    return {"theta": thetas[best], "objective": float(losses[best]), "start": start,
+            "on_edge": bool(edge[start]), "thetas": thetas, "losses": losses}
+
+
+def distinct_optima(thetas: np.ndarray, losses: np.ndarray, k: int) -> np.ndarray:
+    """The best optimum and up to k − 1 other local optima (worse basins), best first.
+
+    Ends within 0.1% of the best are taken as points of the same flat valley, where
+    L-BFGS-B stops short, not as other basins: restarting from them would only cost time.
+    """
+    order = np.argsort(losses, kind="stable")
+    best = losses[order[0]]
+    picked = [thetas[order[0]]]
+    for i in order[1:]:
+        if len(picked) == k or not np.isfinite(losses[i]):
+            break
+        if losses[i] > best * (1 + _BASIN_RTOL) + TIE_ATOL and all(
+                np.max(np.abs(thetas[i] - p)) > 1e-2 for p in picked):
+            picked.append(thetas[i])
+    return np.array(picked)
+
+
+def group_index(groups: np.ndarray) -> tuple[np.ndarray, int]:
+    """Group number of each row (rows equal in every column of ``groups`` share one) and the count."""
+    groups = np.asarray(groups)
+    _, inverse = np.unique(groups.reshape(len(groups), -1), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    return inverse, int(inverse.max()) + 1 if inverse.size else 0
+
+
+def resample_weights(groups, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Per resample, how many times each row is drawn: groups drawn with replacement, whole."""
+    inverse, n_groups = group_index(groups)
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        counts = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+        yield counts[inverse].astype(float)
+
+
+def bootstrap_grid(lx, ly, groups, starts, full: dict[str, Any], n_boot: int, seed: int,
+                   valid: Callable[[np.ndarray], bool], delta: float = HUBER_DELTA, n_polish: int = 1,
+                   n_basins: int = 1, rtol: float | None = BOOTSTRAP_RTOL) -> tuple[np.ndarray, int]:
+    """θ refitted on each resample; returns (θ per usable resample, number that failed).
+
+    Each resample is polished from the ``n_basins`` distinct optima of the exact full-data
+    fit ``full`` and from the ``n_polish`` grid starts with the lowest objective on that
+    resample; the grid's objectives are one product of the resample weights with a matrix
+    of per-point Huber losses at the starts, built once. All resamples are polished in
+    one lockstep run. ``valid(mask)`` says whether the points drawn can identify the law.
+    """
+    weights = np.array(list(resample_weights(groups, n_boot, seed))).reshape(n_boot, ly.size)
+    usable = np.array([valid(w > 0) for w in weights], dtype=bool)
+    weights = weights[usable]
+    if not len(weights):
+        return np.empty((0, starts.shape[1])), n_boot
+    seeds = distinct_optima(full["thetas"], full["losses"], n_basins)
+    n_polish = min(n_polish, len(starts))
+    if n_polish:
+        per_point = np.array([huber(predict(s, lx) - ly, delta)[0] for s in starts])  # (starts, points)
+        scores = weights @ per_point.T  # (resamples, starts): the objective of every start on every resample
+        top = np.argpartition(scores, n_polish - 1, axis=1)[:, :n_polish]
+        per_resample = np.concatenate([np.broadcast_to(seeds, (len(weights), *seeds.shape)), starts[top]],
+                                      axis=1)
+    else:
+        per_resample = np.broadcast_to(seeds, (len(weights), *seeds.shape))
+    n_each = per_resample.shape[1]
+    options = LBFGS_OPTIONS if rtol is None else bootstrap_options(full["objective"], rtol)
+    thetas, losses = multistart(lx, ly, np.repeat(weights, n_each, axis=0),
+                                per_resample.reshape(-1, starts.shape[1]), delta, options)
+    losses = losses.reshape(len(weights), n_each)
+    best = np.argmin(losses, axis=1)
+    ok = np.isfinite(losses[np.arange(len(weights)), best])
+    thetas = thetas.reshape(len(weights), n_each, -1)[np.arange(len(weights)), best][ok]
+    return thetas, n_boot - int(ok.sum())
+
+
+def percentile_ci(samples: pd.DataFrame, level: float) -> dict[str, list[float] | None]:
+    """Percentile interval of each column at ``level``; None for a column without samples."""
+    q = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    ok = samples.replace([np.inf, -np.inf], np.nan)
+    return {k: ([float(v) for v in np.nanpercentile(ok[k], q)] if ok[k].notna().any() else None) for k in ok}
+
+
+def goodness(ly: np.ndarray, pred: np.ndarray, objective_value: float | None) -> dict[str, Any]:
+    """Fit quality in log space: rms residual, R², points, the minimised objective."""
+    resid = ly - pred
+    ss_tot = float(((ly - ly.mean()) ** 2).sum())
+    return {
+        "rmse_log": float(np.sqrt(np.mean(resid ** 2))),
+        "r2_log": 1.0 - float((resid ** 2).sum()) / ss_tot if ss_tot > 0 else None,
+        "n_points": int(ly.size),
+        "huber_objective": objective_value,
+    }
+
+
+def positive_arrays(names: Sequence[str], values: Sequence) -> list[np.ndarray]:
+    """Each of ``values`` as a flat float array, all of one length, finite and positive in log space;
+    a ValueError naming the first bad value otherwise."""
+    arrays = [np.asarray(v, dtype=float).ravel() for v in values]
+    if len({a.size for a in arrays}) != 1:
+        raise ValueError(f"{', '.join(names)} differ in length ({', '.join(str(a.size) for a in arrays)})")
+    for name, array in zip(names, arrays):
+        bad = np.flatnonzero(~(np.isfinite(array) & (array > 0)))
+        if bad.size:
+            raise ValueError(f"{name} has value {array[bad[0]]} at row {bad[0]}; "
+                             "expected finite positive numbers")
+    return arrays
+
+
+def check_level(level: float, n_boot: int) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
