@@ -1,5 +1,6 @@
 # Config validation, the grid of cells, wildcard constraints and input functions.
 import os
+import shlex
 import sys
 
 from jsonschema import ValidationError
@@ -20,13 +21,15 @@ os.environ.update(
 from workflow_scripts.config import (
     ConfigError,
     as_flags,
+    branch_groups,
     check_config,
     describe_validation_error,
     expand_grid,
+    grid_warnings,
     train_arguments,
 )
 from workflow_scripts.download import download_name, download_path
-from workflow_scripts.resources import train_resources
+from workflow_scripts.resources import train_group, train_resources
 
 # Stop with one line naming the key, the value and what was expected.
 try:
@@ -42,6 +45,11 @@ except ConfigError as error:
     sys.exit(str(error))
 
 CELLS = {cell.key: cell for cell in expand_grid(config)}
+# (budget, size) pairs of IsoFLOP grids left out: one warning line each.
+for line in grid_warnings(config):
+    print(line, file=sys.stderr)
+# WSD cells that start their cooldown from a stable phase shared by their (model, seed).
+BRANCHES = branch_groups(config, list(CELLS.values()))
 
 
 wildcard_constraints:
@@ -50,7 +58,7 @@ wildcard_constraints:
     tokenizer="[A-Za-z0-9_.-]+",
     split="train|val|test",
     model=r"L\d+-d\d+-h\d+",
-    data=r"D\d+",
+    data=r"D\d+|C\d+(\.\d+)?e-?\d+",
     seed=r"seed\d+",
     download=r"[0-9a-f]{16}-[A-Za-z0-9._-]+",
 
@@ -93,6 +101,35 @@ def get_tokenizer_spec(wildcards):
     return config["tokenizers"][wildcards.tokenizer]
 
 
+def get_branch_group(wildcards):
+    return BRANCHES.get((wildcards.experiment, wildcards.model, wildcards.seed), [])
+
+
+def get_stable_cell(wildcards):
+    """The largest cell of a branch group: the stable phase is its run up to its cooldown."""
+    return get_branch_group(wildcards)[-1]
+
+
+def get_branch_folder(cell):
+    return f"results/{cell.experiment}/branches/{cell.model}/{cell.seed_name}"
+
+
+def get_cell_inputs(wildcards):
+    """Token files, and for a branching WSD cell the stable phase's branch checkpoints."""
+    inputs = get_cell_tokens(wildcards)
+    if get_branch_group(wildcards):
+        inputs["branches"] = get_branch_folder(get_cell(wildcards))
+    return inputs
+
+
+def get_stable_flags(wildcards):
+    cells = get_branch_group(wildcards)
+    arguments = train_arguments(config, cells[-1])
+    arguments.pop("threads")
+    arguments["branch_tokens"] = ",".join(str(c.tokens) for c in cells)
+    return as_flags(arguments)
+
+
 def get_cell_tokens(wildcards):
     exp = get_experiment(wildcards)
     folder = f"results/data/{exp['dataset']}/{exp['tokenizer']}"
@@ -105,7 +142,10 @@ def get_cell_tokens(wildcards):
 
 
 def get_train_flags(wildcards):
-    arguments = train_arguments(config, get_cell(wildcards))
+    cell = get_cell(wildcards)
+    arguments = train_arguments(config, cell)
+    if get_branch_group(wildcards):
+        arguments["branch_from"] = f"{get_branch_folder(cell)}/{cell.tokens}.pt"
     arguments.pop(
         "threads"
     )  # taken from the rule's threads, which Snakemake may scale down
@@ -120,21 +160,67 @@ def get_train_threads(wildcards):
 # with each retry. Profiles override them (set-resources: train_cell: ...).
 def get_train_resource(name):
     def resource(wildcards, attempt):
-        return train_resources(config, get_cell(wildcards), attempt)[name]
+        # A stable phase (no data wildcard) asks for what its largest cell would.
+        cell = (
+            get_cell(wildcards)
+            if "data" in wildcards.keys()
+            else get_stable_cell(wildcards)
+        )
+        return train_resources(config, cell, attempt)[name]
 
     return resource
 
 
-def get_experiment_metrics(wildcards):
-    return [
-        f"results/{c.experiment}/runs/{c.model}/{c.data}/{c.seed_name}/metrics.json"
-        for c in CELLS.values()
-        if c.experiment == wildcards.experiment
-    ]
+# Small CPU cells share a group; `group-components` in a cluster profile batches them
+# into one job each (local runs ignore groups).
+def get_train_group(wildcards):
+    return train_group(config, get_cell(wildcards))
+
+
+def get_experiment_cell_files(name):
+    """An input function: the file ``name`` of every cell of the experiment."""
+
+    def files(wildcards):
+        return [
+            f"results/{c.experiment}/runs/{c.model}/{c.data}/{c.seed_name}/{name}"
+            for c in CELLS.values()
+            if c.experiment == wildcards.experiment
+        ]
+
+    return files
+
+
+get_experiment_metrics = get_experiment_cell_files("metrics.json")
+get_experiment_curves = get_experiment_cell_files("curve.csv")
 
 
 def get_analysis(wildcards):
     return get_experiment(wildcards)["analysis"]
+
+
+def get_fit_flags(wildcards):
+    """Flags of workflow_scripts.fit from the experiment's analysis block."""
+    analysis = get_analysis(wildcards)
+    flags = ["--bootstrap", analysis["bootstrap"], "--seed", analysis["seed"]]
+    flags += ["--holdout", analysis.get("holdout", 1)]
+    if analysis.get("laws") is not None:
+        flags += ["--laws", ",".join(analysis["laws"])]
+    if not analysis.get("irreducible", True):
+        flags.append("--no-irreducible")
+    return " ".join(shlex.quote(str(flag)) for flag in flags)
+
+
+# Every figure of rule figures, each as PNG and PDF.
+FIGURES = (
+    "loss_vs_N",
+    "loss_vs_D",
+    "learning_curves",
+    "loss_vs_C",
+    "isoflops",
+    "N_opt",
+    "residuals",
+    "parameters",
+)
 
 
 def get_final_outputs():
@@ -143,10 +229,15 @@ def get_final_outputs():
         for experiment in config["experiments"]
         for name in (
             "runs.csv",
+            "curves.parquet",
+            "cells_summary.csv",
             "fits.json",
-            "figures/loss_vs_N.png",
-            "figures/loss_vs_N.pdf",
-            "figures/loss_vs_D.png",
-            "figures/loss_vs_D.pdf",
+            "fits.csv",
+            "fits.tex",
         )
+    ] + [
+        f"results/{experiment}/figures/{name}.{ext}"
+        for experiment in config["experiments"]
+        for name in FIGURES
+        for ext in ("png", "pdf")
     ]

@@ -1,9 +1,36 @@
-# Training stage: one job per cell (experiment × model size × data size × seed).
+# Training stage: one job per cell (experiment × model size × data size × seed),
+# and under WSD with branching one stable phase per (model, seed) before them.
+
+
+# The largest cell's run up to its cooldown, saving the state where each cell's
+# cooldown starts; temp(): the branch checkpoints go once their cells are done.
+rule stable_phase:
+    input:
+        unpack(get_cell_tokens),
+    output:
+        temp(directory("results/{experiment}/branches/{model}/{seed}")),
+    log:
+        "results/{experiment}/logs/stable_phase/{model}/{seed}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/stable_phase/{model}/{seed}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: get_train_threads
+    resources:
+        mem_mb=get_train_resource("mem_mb"),
+        runtime=get_train_resource("runtime"),
+        gpu=get_train_resource("gpu"),
+        gpu_model=get_train_resource("gpu_model"),
+    params:
+        flags=get_stable_flags,
+    shell:
+        "python -m workflow_scripts.train {params.flags} --threads {threads} --gpus {resources.gpu}"
+        " --train-tokens {input.train} --val-tokens {input.val} --branch-dir {output} > {log} 2>&1"
 
 
 rule train_cell:
     input:
-        unpack(get_cell_tokens),
+        unpack(get_cell_inputs),
     output:
         metrics="results/{experiment}/runs/{model}/{data}/{seed}/metrics.json",
         curve="results/{experiment}/runs/{model}/{data}/{seed}/curve.csv",
@@ -11,6 +38,8 @@ rule train_cell:
         "results/{experiment}/logs/train/{model}/{data}/{seed}.log",
     benchmark:
         "results/{experiment}/benchmarks/train/{model}/{data}/{seed}.tsv"
+    group:
+        get_train_group
     conda:
         "../envs/train.yaml"
     threads: get_train_threads
@@ -22,6 +51,6 @@ rule train_cell:
     params:
         flags=get_train_flags,
     shell:
-        "python -m workflow_scripts.train {params.flags} --threads {threads}"
+        "python -m workflow_scripts.train {params.flags} --threads {threads} --gpus {resources.gpu}"
         " --train-tokens {input.train} --val-tokens {input.val}"
         " --metrics {output.metrics} --curve {output.curve} > {log} 2>&1"

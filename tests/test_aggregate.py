@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from workflow_scripts.aggregate import collect_runs, flatten, main, write_runs
+from workflow_scripts.aggregate import (CELL_COLUMNS, CURVE_COLUMNS, collect_curves, collect_runs, flatten, main,
+                                        summarize_cells, write_runs)
 
 
 def metrics(model="L2-d32-h2", data="D65536", seed=0, N=30000, D=65536, status="ok", **over):
@@ -92,3 +93,62 @@ def test_cli(tmp_path, capsys):
     assert "2 cells" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="error: .*missing.json"):
         main(["--out", str(tmp_path / "runs2.csv"), str(tmp_path / "missing.json")])
+
+
+def write_curve(metrics_path, n_points=3, start_loss=4.0):
+    curve = pd.DataFrame({"step": range(n_points), "tokens": [1024 * i for i in range(n_points)],
+                          "flops": [1e6 * i for i in range(n_points)],
+                          "train_loss": [float("nan")] + [start_loss - i for i in range(1, n_points)],
+                          "eval_loss": [start_loss - 0.5 * i for i in range(n_points)],
+                          "lr": [1e-3] * n_points})
+    curve.to_csv(metrics_path.parent / "curve.csv", index=False)
+
+
+def test_curves_table_contract(tmp_path):
+    paths = [write(tmp_path, "big", metrics(model="big", N=90000)),
+             write(tmp_path, "small1", metrics(model="small", seed=1)),
+             write(tmp_path, "small0", metrics(model="small", seed=0, status="diverged"))]
+    for i, path in enumerate(paths):
+        write_curve(path, n_points=3 + i)
+    curves = collect_curves(paths)
+    assert list(curves.columns) == CELL_COLUMNS + CURVE_COLUMNS == [
+        "experiment", "model", "data", "seed", "N", "N_nonembedding", "D", "status",
+        "step", "tokens", "flops", "eval_loss", "train_loss", "lr"]
+    assert len(curves) == 3 + 4 + 5  # one row per (cell, evaluation)
+    # Sorted like runs.csv (N, D, seed), then by step; each row carries its cell's identity.
+    assert list(zip(curves.model, curves.seed))[:5] == [("small", 0)] * 5
+    assert curves.step.tolist()[:5] == [0, 1, 2, 3, 4] and curves.status.iloc[0] == "diverged"
+    assert curves.loc[curves.model == "big", "N"].unique().tolist() == [90000]
+    assert curves.train_loss.isna().sum() == 3  # no training loss before the first step
+    assert curves.step.dtype == "int64" and curves.tokens.dtype == "int64"
+
+
+def test_write_runs_writes_curves_parquet_and_summary_atomically(tmp_path):
+    paths = [write(tmp_path, f"s{s}", metrics(seed=s, val_loss=2.0 + 0.1 * s)) for s in range(3)]
+    paths.append(write(tmp_path, "other", metrics(model="big", N=90000, status="diverged")))
+    for path in paths:
+        write_curve(path)
+    out = tmp_path / "out"
+    write_runs(paths, out / "runs.csv", curves=out / "curves.parquet", summary=out / "cells_summary.csv")
+    assert sorted(p.name for p in out.iterdir()) == ["cells_summary.csv", "curves.parquet", "runs.csv"]
+    back = pd.read_parquet(out / "curves.parquet")
+    assert len(back) == 12 and list(back.columns) == CELL_COLUMNS + CURVE_COLUMNS
+    summary = pd.read_csv(out / "cells_summary.csv")
+    small = summary[summary.model == "L2-d32-h2"].iloc[0]
+    assert small.n_seeds == 3 and small.n_ok == 3
+    assert small.val_loss_mean == pytest.approx(2.1) and small.val_loss_std == pytest.approx(0.1)
+    big = summary[summary.model == "big"].iloc[0]  # a diverged cell: counted, no statistics
+    assert big.n_seeds == 1 and big.n_ok == 0 and pd.isna(big.val_loss_mean)
+
+
+def test_summary_one_seed_has_no_spread():
+    runs = pd.DataFrame([flatten(metrics())])
+    summary = summarize_cells(runs)
+    assert summary.n_seeds.tolist() == [1] and pd.isna(summary.val_loss_std.iloc[0])
+
+
+def test_missing_curve_is_a_clear_error(tmp_path, capsys):
+    path = write(tmp_path, "c", metrics())
+    with pytest.raises(SystemExit, match="no learning curve beside"):
+        main(["--out", str(tmp_path / "runs.csv"), "--curves", str(tmp_path / "curves.parquet"), str(path)])
+    assert not (tmp_path / "runs.csv").exists()  # nothing half-written

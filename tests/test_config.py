@@ -112,3 +112,113 @@ def test_unknown_learning_rate_rule_is_one_line(tiny_config):
     tiny_config["experiments"]["tiny"]["training"]["lr_rule"] = "sqrt"
     with pytest.raises(ConfigError, match=r"training.lr_rule = \"sqrt\": expected one of \['constant', 'inverse_sqrt_fan_in', 'mup'\]"):
         validate_config(tiny_config)
+
+
+def budget_config(tiny_config, budgets):
+    tiny_config["experiments"]["tiny"].update(data_sizes=[], compute_budgets=budgets)
+    return tiny_config
+
+
+def test_nonembedding_parameters_match_the_models_count():
+    from workflow_scripts.config import nonembedding_parameters
+    from workflow_scripts.model import GPTConfig, count_parameters
+
+    for n_layer, d, d_ff in [(1, 8, 32), (2, 24, 96), (3, 64, 100)]:
+        cfg = GPTConfig(vocab_size=50, context=16, n_layer=n_layer, d_model=d, n_head=2, d_ff=d_ff)
+        assert nonembedding_parameters(n_layer, d, d_ff) == count_parameters(cfg)["N_nonembedding"]
+
+
+def test_compute_budgets_expand_to_one_cell_per_budget_and_size_with_d_from_6nd(tiny_config):
+    from workflow_scripts.config import grid_warnings, nonembedding_parameters
+
+    config = validate_config(budget_config(tiny_config, [1e7, 1e8, 1e9]))
+    cells = expand_grid(config)
+    batch = 8 * 32
+    # Sizes d 8, 16, 24 (N 792, 3120, 6984): at 1e9 the two smaller would need more than the
+    # 40,000 training symbols and are left out, each with one warning line.
+    assert [(c.model, c.data) for c in cells] == [
+        ("L1-d8-h2", "C1e7"), ("L1-d8-h2", "C1e8"), ("L1-d16-h2", "C1e7"), ("L1-d16-h2", "C1e8"),
+        ("L1-d24-h2", "C1e7"), ("L1-d24-h2", "C1e8"), ("L1-d24-h2", "C1e9")]
+    for cell in cells:
+        n = nonembedding_parameters(1, cell.d_model, 4 * cell.d_model)
+        assert cell.tokens % batch == 0 and abs(cell.tokens - cell.compute_budget / (6 * n)) <= batch / 2
+        assert train_arguments(config, cell)["compute_budget"] == cell.compute_budget
+    assert cells[0].tokens == 2048 and cells[0].compute_budget == 1e7  # 1e7 / (6 · 792) = 2104 → 8 batches
+    warnings = grid_warnings(config)
+    assert warnings == [
+        "warning: experiments.tiny: L1-d8-h2 at C1e9 left out of the grid: D = C / (6N) = 210438 tokens (N = 792) "
+        "exceeds the 40000 training tokens",
+        "warning: experiments.tiny: L1-d16-h2 at C1e9 left out of the grid: D = C / (6N) = 53419 tokens (N = 3120) "
+        "exceeds the 40000 training tokens",
+    ]
+    # Under half a batch rounds to none: left out as less than one batch.
+    small = validate_config(budget_config(tiny_config, [1e6, 1e7]))
+    assert [c.data for c in expand_grid(small) if c.model == "L1-d24-h2"] == ["C1e7"]
+    assert "L1-d24-h2 at C1e6 left out of the grid: D = C / (6N) = 24 tokens (N = 6984) is less than one batch " \
+           "of 256 tokens" in "\n".join(grid_warnings(small))
+
+
+def test_budget_names_are_wildcard_safe():
+    from workflow_scripts.config import budget_name
+
+    assert [budget_name(c) for c in (1e15, 3.16e15, 10**9, 6e18, 123456789)] == [
+        "C1e15", "C3.16e15", "C1e9", "C6e18", "C1.23457e8"]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda e: e.update(compute_budgets=[1e8]),
+         "experiments.tiny.compute_budgets = [100000000.0]: expected either data_sizes or compute_budgets, not both "
+         "(data_sizes = [4096, 16384])"),
+        (lambda e: e.update(data_sizes=[], compute_budgets=[]),
+         "experiments.tiny.data_sizes = []: expected at least one entry (the grid is empty), or compute_budgets"),
+        (lambda e: e.update(data_sizes=[], compute_budgets=[1e8, 100000000.4]),
+         "experiments.tiny.compute_budgets = [100000000.0, 100000000.4]: expected distinct budgets "
+         "(equal to six significant digits: C1e8)"),
+        (lambda e: e.update(data_sizes=[], compute_budgets=[1e3, 1e12]),
+         "experiments.tiny.compute_budgets = [1000.0, 1000000000000.0]: expected at least one (budget, model) whose "
+         "D = C / (6N) lies between one batch (256 tokens) and the training split"),
+        (lambda e: e.update(data_sizes=[], compute_budgets=[-1]),
+         "experiments.tiny.compute_budgets.0 = -1: expected > 0"),
+        (lambda e: e["training"].update(schedule="wsd"),
+         "experiments.tiny.training.warmup_steps = 0: expected > 0 with schedule wsd and branch true"),
+        (lambda e: e["training"].update(schedule="wsd", warmup_steps=2, epochs=2),
+         "experiments.tiny.training.epochs = 2: expected 1 with schedule wsd and branch true"),
+        (lambda e: e["training"].update(schedule="step"),
+         "experiments.tiny.training.schedule = \"step\": expected one of ['cosine', 'wsd']"),
+        (lambda e: e["training"].update(cooldown_frac=1.5),
+         "experiments.tiny.training.cooldown_frac = 1.5: expected <= 1"),
+    ],
+)
+def test_bad_grid_axis_or_schedule_is_one_line(tiny_config, edit, message):
+    edit(tiny_config["experiments"]["tiny"])
+    with pytest.raises(ConfigError) as error:
+        validate_config(tiny_config)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_wsd_without_branching_or_with_one_budget_needs_no_fixed_warmup(tiny_config):
+    tiny_config["experiments"]["tiny"]["training"].update(schedule="wsd", branch=False, epochs=2)
+    validate_config(tiny_config)
+    tiny_config["experiments"]["tiny"].update(data_sizes=[4096])
+    tiny_config["experiments"]["tiny"]["training"].update(branch=True)
+    validate_config(tiny_config)
+
+
+def test_wsd_cells_of_a_model_and_seed_form_one_branch_group(tiny_config):
+    from workflow_scripts.config import branch_groups
+
+    tiny_config["experiments"]["tiny"].update(seeds=[0, 1], data_sizes=[16384, 4096, 8192])
+    tiny_config["experiments"]["tiny"]["training"].update(schedule="wsd", warmup_steps=3, cooldown_frac=0.25)
+    config = validate_config(tiny_config)
+    cells = expand_grid(config)
+    groups = branch_groups(config, cells)
+    assert len(groups) == 3 * 2
+    assert [c.tokens for c in groups[("tiny", "L1-d16-h2", "seed1")]] == [4096, 8192, 16384]  # smallest first
+    args = train_arguments(config, cells[0])
+    assert (args["schedule"], args["warmup_steps"], args["cooldown_frac"]) == ("wsd", 3, 0.25)
+    assert args["compute_budget"] == 0.0  # a data-size grid's cell has no budget (metrics: C_budget null)
+    assert "branch" not in args  # a workflow setting, not a training flag
+    tiny_config["experiments"]["tiny"]["training"]["branch"] = False
+    assert branch_groups(validate_config(tiny_config), cells) == {}

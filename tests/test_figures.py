@@ -1,4 +1,4 @@
-"""Figures: both formats written, and still written when a law was skipped."""
+"""Figures: both formats written, and still written when a law was skipped or an input is missing."""
 
 import json
 import math
@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 
 from conftest import SMALL_GRID
-from workflow_scripts.figures import main, plot_loss_vs_d, plot_loss_vs_n
-from workflow_scripts.fit import fit_experiment
+from workflow_scripts.figures import _figure_functions, main, plot_figure, plot_loss_vs_d, plot_loss_vs_n
+from workflow_scripts.figures_curves import compute_frontier, load_curves
+from workflow_scripts.fit import fit_experiment, fit_power_law
+
+NEW_FIGURES = ("learning_curves", "loss_vs_C", "isoflops", "N_opt", "residuals", "parameters")
 
 
 def runs_table(n_values=(1e4, 3e4, 1e5, 3e5), d_values=(1e5, 1e6, 1e7), seeds=(0, 1)):
@@ -20,6 +23,27 @@ def runs_table(n_values=(1e4, 3e4, 1e5, 3e5), d_values=(1e5, 1e6, 1e7), seeds=(0
              "val_loss": (1.8 + 80 * n ** -0.3 + 200 * d ** -0.3) * math.exp(rng.normal(0, 0.01))}
             for n in n_values for d in d_values for s in seeds]
     rows.append({**rows[0], "seed": 9, "status": "diverged", "val_loss": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def curves_table(runs, points=6):
+    """curves.parquet's rows for each cell: loss falling with tokens towards the cell's final loss."""
+    rows = []
+    for _, r in runs.iterrows():
+        for step in range(points + 1):  # step 0: zero tokens and FLOPs, as train writes it
+            tokens = r["D"] * step / points
+            rows.append({**{k: r[k] for k in ("experiment", "model", "data", "seed", "N", "N_nonembedding",
+                                                "D", "status")},
+                         "step": step, "tokens": tokens, "flops": 6 * r["N"] * tokens, "lr": 1e-3,
+                         "eval_loss": r["val_loss"] + 3 * (1 - step / points), "train_loss": np.nan})
+    return pd.DataFrame(rows)
+
+
+def isoflop_runs(budgets=(1e15, 1e16, 1e17)):
+    rows = [{"experiment": "iso", "model": f"N{n:.0f}", "data": f"C{c:.0e}", "seed": 0, "status": "ok",
+             "N": n, "N_nonembedding": n, "D": c / (6 * n), "C": c, "C_budget": c,
+             "val_loss": 1.7 + 400 * n ** -0.34 + 410 * (c / (6 * n)) ** -0.28}
+            for c in budgets for n in np.geomspace(1e5, 1e8, 6)]
     return pd.DataFrame(rows)
 
 
@@ -72,3 +96,123 @@ def test_cli_from_files(tmp_path, fits):
     assert_figures(out / "loss_vs_D.png", out / "loss_vs_D.pdf")
     with pytest.raises(SystemExit):
         main(["--runs", str(tmp_path / "runs.csv"), "--fits", str(tmp_path / "fits.json")])
+
+
+@pytest.fixture(scope="module")
+def fits_with_lc(fits):
+    """fits.json with an L(C) entry as the fit stage writes it: fitted to frontier cells' final losses."""
+    runs = runs_table().query("status == 'ok'").sort_values("C")
+    frontier = runs[runs["val_loss"] <= runs["val_loss"].cummin()]
+    law = fit_power_law(frontier["C"], frontier["val_loss"])
+    cells = [f"{r.model}/{r.data}/{r.seed}" for r in frontier.itertuples()]
+    entry = {"law": "L(C)", "x": "C", "y": "val_loss", "params": law["params"], "ci": {"alpha": [0.1, 0.3]},
+             "cells_used": cells}
+    return {**fits, "laws": {**fits["laws"], "L(C)": entry}}
+
+
+@pytest.mark.parametrize("name", NEW_FIGURES)
+def test_every_figure_in_both_formats(tmp_path, fits_with_lc, name):
+    runs = runs_table()
+    plot_figure(name, runs, fits_with_lc, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf",
+                curves=curves_table(runs))
+    assert_figures(tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
+    assert plt.get_fignums() == []
+
+
+def test_parameter_outside_its_bootstrap_interval_is_drawn(tmp_path, fits_with_lc):
+    # A percentile interval need not contain the estimate (seen on real runs).
+    law = fits_with_lc["laws"]["L(C)"]
+    alpha = law["params"]["alpha"]
+    fits = {**fits_with_lc, "laws": {**fits_with_lc["laws"], "L(C)": {**law, "ci": {"alpha": [alpha + 0.1, alpha + 0.2]}}}}
+    plot_figure("parameters", runs_table(), fits, tmp_path / "p.png", tmp_path / "p.pdf")
+    assert_figures(tmp_path / "p.png", tmp_path / "p.pdf")
+
+
+def test_l_of_c_drawn_with_its_cells(fits_with_lc):
+    runs = runs_table()
+    fig = _figure_functions()["loss_vs_C"](runs, fits_with_lc, curves=curves_table(runs))
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "frontier" in labels and "cells fitted" in labels and any("L(C)" in t for t in labels)
+    residuals = _figure_functions()["residuals"](runs, fits_with_lc)  # L(C) from its cells, no curves needed
+    assert len(residuals.axes[3].collections) == 1
+    plt.close("all")
+
+
+def test_seeds_drawn_as_mean_and_spread(fits):
+    draw = _figure_functions()["loss_vs_N"]
+    two_seeds = draw(runs_table(), fits)
+    one_seed = draw(runs_table(seeds=(0,)), fits)
+    # One error bar set per D line when there are two seeds; none with one seed.
+    assert len(two_seeds.axes[0].containers) == 3 and len(one_seed.axes[0].containers) == 0
+    assert "min–max" in two_seeds.axes[0].get_title()
+    plt.close("all")
+
+
+def test_missing_inputs_give_a_note_not_an_error(tmp_path, fits):
+    runs = runs_table()
+    # No curves at all, and a path that does not exist: the curve figures say so.
+    for name, curves in (("learning_curves", None), ("loss_vs_C", tmp_path / "absent.parquet")):
+        fig = _figure_functions()[name](runs, fits, curves=curves)
+        assert "not available" in fig.axes[0].texts[0].get_text()
+        plt.close(fig)
+    # Not an IsoFLOP grid; a fits.json with every law skipped and no compute-optimal entry.
+    assert "C_budget" in _figure_functions()["isoflops"](runs, fits).axes[0].texts[0].get_text()
+    skipped = {"experiment": "synth", "optimal_loss": None,
+               "laws": {law: {"law": law, "skipped": "too few sizes"} for law in ("L(N)", "L(D)", "L(N,D)")}}
+    for name in NEW_FIGURES:
+        plot_figure(name, runs, skipped, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf", curves=None)
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    residuals = _figure_functions()["residuals"](runs, skipped)
+    assert "too few sizes" in residuals.axes[0].texts[0].get_text()
+    plt.close("all")
+
+
+def test_isoflop_grid_profiles_and_n_opt(tmp_path):
+    runs = isoflop_runs()
+    fits = {"experiment": "iso", "optimal_loss": None, "laws": {}}
+    profiles = _figure_functions()["isoflops"](runs, fits)
+    assert len(profiles.axes[0].lines) == 6  # a parabola and a minimum per budget
+    n_opt = _figure_functions()["N_opt"](runs, fits)
+    assert any("bootstrap band" in t.get_text() for t in n_opt.axes[0].get_legend().get_texts())
+    plt.close("all")
+    # Without a C_budget column, the budget is read from the data name (C1e+15).
+    named = _figure_functions()["isoflops"](runs.drop(columns="C_budget"), fits)
+    assert len(named.axes[0].lines) == 6
+    # Two budgets with fewer than three sizes each: no minimum, the title says why.
+    few = isoflop_runs()[lambda t: t["N_nonembedding"] < 1e6]
+    assert "need 2" in _figure_functions()["isoflops"](few, fits).axes[0].get_title()
+    plt.close("all")
+
+
+def test_frontier_is_the_lower_envelope():
+    curves, _ = load_curves(curves_table(runs_table()))  # the diverged cell's NaN losses left out
+    frontier = compute_frontier(curves)
+    assert np.all(np.diff(frontier["flops"]) > 0) and np.all(np.diff(frontier["eval_loss"]) < 0)
+    assert frontier["eval_loss"].iloc[-1] == curves["eval_loss"].min()
+    # Every point lies on or above the envelope's step (the best loss at no more FLOPs).
+    steps = frontier["eval_loss"].to_numpy()[np.searchsorted(frontier["flops"], curves["flops"], "right") - 1]
+    assert np.all(curves["eval_loss"].to_numpy() >= steps)
+
+
+def test_same_inputs_same_bytes(tmp_path, fits_with_lc):
+    runs = runs_table()
+    for out in ("a", "b"):
+        plot_figure("loss_vs_C", runs, fits_with_lc, tmp_path / f"{out}.png", tmp_path / f"{out}.pdf",
+                    curves=curves_table(runs))
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
+
+
+def test_cli_named_figures_with_curves(tmp_path, fits):
+    runs_table().to_csv(tmp_path / "runs.csv", index=False)
+    curves_table(runs_table()).to_parquet(tmp_path / "curves.parquet")
+    (tmp_path / "fits.json").write_text(json.dumps(fits))
+    out = tmp_path / "figures"
+    main(["--runs", str(tmp_path / "runs.csv"), "--fits", str(tmp_path / "fits.json"),
+          "--curves", str(tmp_path / "curves.parquet"),
+          "--figure", "learning_curves", str(out / "lc.png"), str(out / "lc.pdf")])
+    assert_figures(out / "lc.png", out / "lc.pdf")
+    with pytest.raises(SystemExit):
+        main(["--runs", str(tmp_path / "runs.csv"), "--fits", str(tmp_path / "fits.json"),
+              "--figure", "no_such_figure", str(out / "x.png"), str(out / "x.pdf")])

@@ -13,6 +13,7 @@ from scipy.optimize import check_grad
 
 from conftest import SMALL_GRID
 from workflow_scripts.fit import _objective, bootstrap_power_law, fit_experiment, fit_power_law, main
+from workflow_scripts.laws import extrapolation, frontier, power_law
 
 REPO = Path(__file__).resolve().parents[1]
 # A small initialisation grid for L(N,D) (243 starts) keeps the experiment tests fast.
@@ -183,7 +184,7 @@ def test_cli_writes_fits_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     fits = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in fits.json"))
-    assert set(fits["laws"]) == {"L(N)", "L(D)", "L(N,D)"}
+    assert set(fits["laws"]) == {"L(N)", "L(D)", "L(C)", "L(N,D)"}
     assert all("params" in law for law in fits["laws"].values())
     assert fits["compute_optimal"]["a"] + fits["compute_optimal"]["b"] == pytest.approx(1.0)
     assert fits["provenance"]["config"]["n_bootstrap"] == 20
@@ -275,3 +276,116 @@ def test_cli_table_bad_input_is_one_line(tmp_path):
         error = run_fit(*args, "--out", out, "--bootstrap", "2")  # sys.exit(text): stderr, exit status 1
         assert isinstance(error, str) and error.startswith("error: ") and message in error, error
         assert len(error.splitlines()) == 1 and not out.exists()
+
+
+def law_runs(loss, n_values=(1e4, 3e4, 1e5, 3e5, 1e6), d_values=(1e5, 1e6), seeds=(0,)):
+    """A runs table whose final losses are ``loss(N, D)`` exactly, C = 6ND."""
+    return pd.DataFrame([{"experiment": "exact", "model": f"N{n:.0f}", "data": f"D{d:.0f}", "seed": s,
+                          "status": "ok", "N": n, "N_nonembedding": n, "D": d, "C": 6 * n * d,
+                          "val_loss": loss(n, d)} for n in n_values for d in d_values for s in seeds])
+
+
+def test_frontier_keeps_the_cells_no_cheaper_cell_beats():
+    runs = pd.DataFrame({"N_nonembedding": [1, 2, 3, 4, 5, 5], "D": [1, 1, 1, 1, 1, 1],
+                         "C": [10.0, 20, 30, 40, 50, 50], "val_loss": [3.0, 2.5, 2.7, 2.0, 1.9, 2.1],
+                         "seed": [0, 0, 0, 0, 0, 1]})
+    on = frontier(runs)
+    # C=30 (2.7) is beaten by the cheaper C=20 (2.5); C=50's seeds average 2.0, not below 2.0 at C=40.
+    assert on["C"].tolist() == [10.0, 20, 40]
+    runs.loc[5, "val_loss"] = 1.8  # now its mean 1.85 beats 2.0: both seeds are kept
+    assert frontier(runs)["C"].tolist() == [10.0, 20, 40, 50, 50]
+
+
+def test_l_of_c_recovers_a_known_law_on_the_frontier():
+    def law(c):
+        return 1.5 + 100 * c ** -0.2
+
+    rows = []
+    for i in range(6):
+        c = 1e12 * 4.0 ** i
+        rows.append({"model": f"m{i}", "data": "D1", "C": c, "val_loss": law(c)})
+        rows.append({"model": f"w{i}", "data": "D2", "C": 2 * c, "val_loss": law(c) + 0.3})  # wasteful
+    runs = pd.DataFrame(rows).assign(experiment="c", seed=0, status="ok", N_nonembedding=range(12), D=1e6)
+    fits = fit_experiment(runs, n_boot=10, law_names=["L(C)"])
+    entry = fits["laws"]["L(C)"]
+    assert set(fits["laws"]) == {"L(C)"} and entry["x"] == "C" and "frontier" in entry["selection"]
+    assert sorted(entry["cells_used"]) == [f"m{i}/D1/0" for i in range(6)]
+    assert entry["params"]["alpha"] == pytest.approx(0.2, rel=1e-3)
+    assert entry["params"]["E"] == pytest.approx(1.5, rel=1e-3)
+    assert set(entry["ci"]) == {"E", "A", "alpha"} and entry["n_bootstrap"] == 10
+    few = fit_experiment(runs[runs.model.isin(["m0", "m1", "w0"])], n_boot=5, law_names=["L(C)"])
+    skipped = few["laws"]["L(C)"]["skipped"]
+    assert "'c'" in skipped and "L(C)" in skipped and "2 distinct C" in skipped
+
+
+def test_law_switches_and_irreducible(capsys):
+    runs = law_runs(lambda n, d: 1.8 + 80 * n ** -0.3 + 200 * d ** -0.3)
+    fits = fit_experiment(runs, n_boot=5, law_names=["L(N)", "L(C)"], irreducible=False)
+    assert list(fits["laws"]) == ["L(N)", "L(C)"]
+    assert "not requested" in fits["compute_optimal"]["skipped"]
+    assert fits["laws"]["L(N)"]["params"]["E"] == 0 and fits["laws"]["L(N)"]["form"] == "L = A * N^-alpha"
+    assert fits["provenance"]["config"]["irreducible"] is False
+    # By default every law that applies: no isoflop on a grid of data sizes; named, it says why not.
+    default = fit_experiment(runs, n_boot=0, parametric_grid=SMALL_GRID)
+    assert list(default["laws"]) == ["L(N)", "L(D)", "L(C)", "L(N,D)"]
+    iso = fit_experiment(runs, n_boot=0, law_names=["isoflop"])["laws"]["isoflop"]
+    assert "not an IsoFLOP grid" in iso["skipped"]
+    with pytest.raises(ValueError, match="unknown law.*L\\(X\\)"):
+        fit_experiment(runs, law_names=["L(X)"])
+
+
+def test_isoflop_law_on_a_budget_grid():
+    rows = []
+    for c in (1e15, 1e16, 1e17):
+        n_opt = 0.1 * c ** 0.5
+        for k in (0.25, 0.5, 1, 2, 4):
+            n = n_opt * k
+            rows.append({"model": f"N{n:.0f}", "data": f"C{c:.0e}", "N_nonembedding": n, "D": c / (6 * n),
+                         "C": c, "val_loss": 2 + 0.1 * np.log(k) ** 2 + 10 * c ** -0.1})
+    runs = pd.DataFrame(rows).assign(experiment="iso", seed=0, status="ok")
+    fits = fit_experiment(runs, n_boot=10, law_names=["isoflop"])
+    assert fits["laws"]["isoflop"]["a"] == pytest.approx(0.5, abs=1e-6)
+    assert "isoflop" in fit_experiment(runs, n_boot=0, law_names=None, parametric_grid=SMALL_GRID)["laws"]
+    # metrics.json's C_budget names the budget whatever the data name says.
+    budgeted = runs.assign(C_budget=runs["data"].str[1:].astype(float), data=[f"x{i}" for i in range(len(runs))])
+    assert fit_experiment(budgeted, n_boot=0, law_names=["isoflop"])["laws"]["isoflop"]["a"] == pytest.approx(0.5)
+
+
+def test_extrapolation_is_exact_on_a_power_law_and_not_on_a_bent_curve():
+    exact = law_runs(lambda n, d: 1.8 + 80 * n ** -0.3 + 200 * d ** -0.3, d_values=(1e5, 3e5, 1e6, 1e7))
+    fits = fit_experiment(exact, n_boot=0, parametric_grid=SMALL_GRID)
+    for law in ("L(N)", "L(D)", "L(C)", "L(N,D)"):
+        check = fits["laws"][law]["extrapolation"]
+        assert check["held_out_compute_values"] == 1 and len(check["held_out"]) >= 1
+        assert check["held_out"][0]["cell"] == "N1000000/D10000000/0"  # the largest compute
+        if law != "L(C)":  # the frontier of an L(N,D) grid is not itself an exact power law in C
+            assert check["mean_abs_relative_error"] < 1e-4, (law, check)
+    bent = law_runs(lambda n, d: 1.8 + 80 * n ** -0.3 + 0.05 * (np.log10(n) - 4) ** 2, d_values=(1e6,))
+    check = fit_experiment(bent, n_boot=0, law_names=["L(N)"])["laws"]["L(N)"]["extrapolation"]
+    assert check["mean_abs_relative_error"] > 1e-3  # vs ~1e-13 on the exact law
+    assert check["held_out"][0]["predicted"] < check["held_out"][0]["actual"]  # the curve bends up
+    assert check["n_points_fitted"] == 4
+    three = fit_experiment(law_runs(lambda n, d: 2 + n ** -0.3, n_values=(1e4, 1e5, 1e6), d_values=(1e6,)),
+                           n_boot=0, law_names=["L(N)"])["laws"]["L(N)"]["extrapolation"]
+    assert "need at least 3 distinct x values, got 2" in three["skipped"]
+
+
+def test_config_law_switches_reach_the_fit_rule(tiny_config, tmp_path, run_snakemake):
+    from conftest import write_config
+
+    tiny_config["experiments"]["tiny"]["analysis"].update(laws=["L(N)", "L(N,D)"], irreducible=False)
+    path = write_config(tmp_path / "c.yaml", tiny_config)
+    dry = run_snakemake(tmp_path, "-n", "-p", "--configfile", str(path))
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "--laws 'L(N),L(N,D)' --no-irreducible" in dry.stdout
+    tiny_config["experiments"]["tiny"]["analysis"]["laws"] = ["L(N)", "L(X)"]
+    bad = run_snakemake(tmp_path, "-n", "--configfile", str(write_config(path, tiny_config)))
+    assert bad.returncode != 0 and "experiments.tiny.analysis.laws.1 = \"L(X)\": expected one of" in bad.stderr
+
+
+def test_extrapolation_of_a_diverged_refit_is_skipped():
+    cells = law_runs(lambda n, d: 2 + n ** -0.3)
+    check = extrapolation(cells, lambda kept: {"E": 0.0, "A": np.inf, "alpha": 0.5},
+                          lambda params, held: power_law(params, held["N_nonembedding"]))
+    assert "diverged" in check["skipped"] and "A=inf" in check["skipped"]
+    json.dumps(check, allow_nan=False)

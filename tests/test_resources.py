@@ -5,14 +5,17 @@ import re
 
 import pytest
 
-from conftest import TINY_CONFIG, write_config
+from conftest import REPO, TINY_CONFIG, write_config
 from workflow_scripts.config import Cell, expand_grid, validate_config
 from workflow_scripts.model import GPTConfig, count_parameters
 from workflow_scripts.resources import (
     MEM_FLOOR_MB,
     RUNTIME_FLOOR_MIN,
+    SMALL_CELL_FLOPS,
+    SMALL_GROUP,
     parameter_bound,
     train_flops,
+    train_group,
     train_mem_mb,
     train_resources,
     train_runtime_min,
@@ -89,3 +92,38 @@ def test_rules_carry_the_estimates_and_profiles_override_them(tmp_path, run_snak
     assert overridden.returncode == 0, overridden.stderr[-2000:]
     train = overridden.stdout.split("rule train_cell:", 1)[1]
     assert "mem_mb=12345" in train and "runtime=77" in train
+
+
+def study_with_large_and_gpu_cells() -> dict:
+    """The tiny study with two seeds (12 small cells), plus one large cell and one small GPU cell."""
+    tiny = TINY_CONFIG["experiments"]["tiny"]
+    config = copy.deepcopy(TINY_CONFIG)
+    config["experiments"]["tiny"]["seeds"] = [0, 1]
+    config["experiments"]["large"] = {**tiny, "models": [{"n_layer": 4, "d_model": 256, "n_head": 4}],
+                                      "data_sizes": [32768], "training": {**tiny["training"], "epochs": 4}}
+    config["experiments"]["gpu"] = {**tiny, "models": tiny["models"][:1], "data_sizes": [4096],
+                                    "resources": {"gpu": 1}}
+    return config
+
+
+def test_only_small_cpu_cells_are_grouped():
+    config = validate_config(study_with_large_and_gpu_cells())
+    groups = {c: train_group(config, c) for c in expand_grid(config)}
+    assert {c.experiment for c, g in groups.items() if g == SMALL_GROUP} == {"tiny"}
+    assert sum(g == SMALL_GROUP for g in groups.values()) == 12
+    large = next(c for c in groups if c.experiment == "large")
+    assert groups[large] is None and train_flops(large, 1024, 32, 256, 4) > SMALL_CELL_FLOPS
+
+
+@pytest.mark.slow
+def test_slurm_profile_runs_small_cells_eight_to_a_job(tmp_path, run_snakemake):
+    path = write_config(tmp_path / "study.yaml", study_with_large_and_gpu_cells())
+    planned = run_snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"), "--configfile", str(path))
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    # top-level entries start with an unindented timestamp; a group's jobs are indented
+    entries = re.split(r"^\[", planned.stdout, flags=re.M)
+    small = [e for e in entries if re.match(r".*\] Group job train_small ", e)]
+    assert sorted(g.count("rule train_cell:") for g in small) == [4, 8], [g[:200] for g in small]
+    assert not any("experiment=large" in g or "experiment=gpu" in g for g in small)
+    gpu_cell = planned.stdout.split("wildcards: experiment=gpu,", 1)[1]
+    assert re.search(r"--threads 1 --gpus 1 ", gpu_cell)  # the cell's GPUs reach the job, which claims them

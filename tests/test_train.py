@@ -137,3 +137,13 @@ def test_cuda_cell_trains_in_bf16_with_tf32_and_fused_adamw(token_files):
     assert metrics["status"] == "ok" and math.log(17) > metrics["val_loss"]
     assert metrics["provenance"]["device"] == "cuda" and metrics["provenance"]["precision"] == "bf16"
     assert torch.backends.cuda.matmul.allow_tf32 and devices.fused_adamw(torch.device("cuda"))
+
+
+def test_wsd_cell_and_its_budget_are_recorded(token_files):
+    metrics, curve = train(small_cell(token_files, schedule="wsd", warmup_steps=2, cooldown_frac=0.5,
+                                      compute_budget=1e6))
+    assert metrics["C_budget"] == 1e6 and metrics["steps"] == metrics["steps_trained"] == 32
+    assert metrics["steps_inherited"] == 0
+    lr = {row["step"]: row["lr"] for row in curve}  # the rate of the step after each evaluation
+    assert lr[3] == lr[10] == 3e-3 and lr[32] == pytest.approx(3e-4 + 2.7e-3 * (1 - (15 / 16) ** 0.5))
+    assert train(small_cell(token_files))[0]["C_budget"] is None  # a data-size cell has no budget

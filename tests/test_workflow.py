@@ -41,8 +41,20 @@ def check_study_outputs(workdir, config, dataset, tokenizer):
             assert curve["eval_loss"].iloc[-1] < curve["eval_loss"].iloc[0]  # it learned something
         runs = pd.read_csv(out / "runs.csv")
         assert len(runs) == len(cells)
+        curves = pd.read_parquet(out / "curves.parquet")
+        assert list(curves.columns) == ["experiment", "model", "data", "seed", "N", "N_nonembedding", "D",
+                                        "status", "step", "tokens", "flops", "eval_loss", "train_loss", "lr"]
+        assert curves.groupby(["model", "data", "seed"]).ngroups == len(cells)
+        summary = pd.read_csv(out / "cells_summary.csv")
+        assert summary["n_seeds"].sum() == len(cells)
         fits = json.loads((out / "fits.json").read_text())
-        assert set(fits["laws"]) >= {"L(N)", "L(D)"}
+        assert set(fits["laws"]) >= {"L(N)", "L(D)", "L(C)"}
+        table = pd.read_csv(out / "fits.csv")
+        assert {"law", "parameter", "value", "ci_low", "ci_high", "n_points"} <= set(table.columns)
+        assert set(table["law"]) == {law for law, entry in fits["laws"].items() if "skipped" not in entry} | (
+            {"compute_optimal"} if fits["compute_optimal"].get("a") is not None else set())
+        tex = (out / "fits.tex").read_text()
+        assert r"\toprule" in tex and r"\bottomrule" in tex and r"\alpha" in tex
         for name in ("loss_vs_N", "loss_vs_D"):
             assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
             assert (out / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"

@@ -33,7 +33,8 @@ from workflow_scripts.io import atomic_path
 FORMAT = 1
 # Flags that say where outputs go or how often to save, not what is computed:
 # they may change between the killed run and its retry.
-NOT_IDENTITY = ("metrics", "curve", "checkpoint", "checkpoint_every_steps", "checkpoint_every_s")
+NOT_IDENTITY = ("metrics", "curve", "checkpoint", "checkpoint_every_steps", "checkpoint_every_s", "branch_from",
+                "experiment", "model_name", "data_name", "compute_budget")  # the last four are labels only
 # SLURM sends SIGTERM at the time limit (then SIGKILL after KillWait) and, with
 # --signal, SIGUSR1 ahead of it; both are handled at the next step boundary.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -55,6 +56,8 @@ class Progress:
     train_seconds: float = 0.0
     wall_seconds: float = 0.0  # wall time of earlier attempts
     resumed_from: list[int] = field(default_factory=list)  # steps at which earlier attempts stopped
+    inherited_steps: int = 0  # steps trained by a WSD stable phase this cell branched from
+    branches: dict = field(default_factory=dict)  # a stable phase's branch curves: {tokens: {curve, recent}}
 
 
 class Stopped(Exception):
@@ -113,26 +116,32 @@ class Checkpointer:
             torch.save(state, tmp)
         self.last_save = time.monotonic()
 
-    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> Progress:
-        """Load the checkpoint into ``model`` and ``optimizer`` if it belongs to this cell; else a fresh start."""
-        if not self.path.exists():
+    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+               branch: str | Path = "") -> Progress:
+        """Load the checkpoint into ``model`` and ``optimizer`` if it belongs to this cell; else, when
+        the cell has none yet, the ``branch`` checkpoint a WSD stable phase wrote for it; else start fresh."""
+        path = self.path if self.path.exists() or not branch else Path(branch)
+        if not path.exists():
             return Progress()
         try:
-            state = torch.load(self.path, map_location=device, weights_only=True)
+            state = torch.load(path, map_location=device, weights_only=True)
         except Exception as error:  # a checkpoint of another torch version or a damaged disk: do not crash the cell
-            return _fresh(f"cannot read checkpoint {self.path} ({type(error).__name__}: {error})")
+            return _fresh(f"cannot read checkpoint {path} ({type(error).__name__}: {error})")
         if state.get("format") != FORMAT:
-            return _fresh(f"checkpoint {self.path} has format {state.get('format')}, expected {FORMAT}")
+            return _fresh(f"checkpoint {path} has format {state.get('format')}, expected {FORMAT}")
         changed = sorted(k for k in self.identity.keys() | state["identity"].keys()
                          if self.identity.get(k) != state["identity"].get(k))
         if changed:
             what = ", ".join(f"{k}: {state['identity'].get(k)!r} → {self.identity.get(k)!r}" for k in changed)
-            return _fresh(f"checkpoint {self.path} was written with other flags ({what})")
+            return _fresh(f"checkpoint {path} was written with other flags ({what})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         progress = Progress(**state["progress"])
-        print(f"resuming from checkpoint {self.path} at step {progress.step}", file=sys.stderr)
+        if path != self.path:
+            print(f"starting from branch checkpoint {path} at step {progress.step}", file=sys.stderr)
+            return progress
+        print(f"resuming from checkpoint {path} at step {progress.step}", file=sys.stderr)
         progress.resumed_from.append(progress.step)
         return progress
 

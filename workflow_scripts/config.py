@@ -39,6 +39,11 @@ class Cell:
     n_head: int
     tokens: int
     lr: float | None = None  # the size's own peak learning rate, if it has one
+    compute_budget: float | None = None  # C of an IsoFLOP grid's cell, if the grid gives budgets
+
+    @property
+    def group(self) -> tuple[str, str, str]:  # cells that can share a WSD stable phase
+        return (self.experiment, self.model, self.seed_name)
 
     @property
     def seed_name(self) -> str:  # wildcard, e.g. "seed0"
@@ -55,6 +60,17 @@ def model_name(size: dict) -> str:
 
 def data_name(tokens: int) -> str:
     return f"D{tokens}"
+
+
+def budget_name(budget: float) -> str:
+    """``1e15`` → ``C1e15``, ``3.16e15`` → ``C3.16e15`` (six significant digits, no ``+``)."""
+    mantissa, _, exponent = f"{float(budget):.5e}".partition("e")
+    return f"C{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def nonembedding_parameters(n_layer: int, d_model: int, d_ff: int) -> int:
+    """Kaplan's N without embeddings, as ``model.count_parameters`` counts it (no torch needed)."""
+    return n_layer * (4 * d_model * d_model + 2 * d_model * d_ff + 2 * d_model) + d_model
 
 
 def _with_defaults(validator_class):
@@ -125,7 +141,7 @@ def check_config(config: dict) -> None:
                 raise ConfigError(
                     f"config error: {where}.{ref} = {json.dumps(exp[ref])}: expected one of {known} (the {table} defined)"
                 )
-        for key in ("models", "data_sizes", "seeds"):
+        for key in ("models", "seeds"):
             if not exp[key]:
                 raise ConfigError(f"config error: {where}.{key} = []: expected at least one entry (the grid is empty)")
         for i, size in enumerate(exp["models"]):
@@ -134,18 +150,70 @@ def check_config(config: dict) -> None:
                     f"config error: {where}.models.{i}.n_head = {size['n_head']}: "
                     f"expected a divisor of d_model = {size['d_model']}"
                 )
-        smallest_batch = exp["training"]["batch_size"] * exp["model"]["context"]
-        for tokens in exp["data_sizes"]:
-            if tokens * exp["training"]["epochs"] < smallest_batch:
-                raise ConfigError(
-                    f"config error: {where}.data_sizes = {tokens}: expected at least one batch of "
-                    f"batch_size × context = {smallest_batch} tokens"
-                )
-        _check_budget_fits_corpus(config, name, exp)
+        _check_grid_axis(config, name, exp)
+        _check_schedule(name, exp)
     for name, ds in config.get("datasets", {}).items():
         _check_dataset(name, ds)
     for name, tok in config.get("tokenizers", {}).items():
         _check_tokenizer(name, tok)
+
+
+def _check_grid_axis(config: dict, name: str, exp: dict) -> None:
+    """Exactly one of data_sizes and compute_budgets, each in range."""
+    where, sizes, budgets = f"experiments.{name}", exp["data_sizes"], exp["compute_budgets"]
+    if sizes and budgets:
+        raise ConfigError(
+            f"config error: {where}.compute_budgets = {json.dumps(budgets)}: expected either data_sizes or "
+            f"compute_budgets, not both (data_sizes = {json.dumps(sizes)})"
+        )
+    if not sizes and not budgets:
+        raise ConfigError(
+            f"config error: {where}.data_sizes = []: expected at least one entry (the grid is empty), "
+            "or compute_budgets"
+        )
+    smallest_batch = exp["training"]["batch_size"] * exp["model"]["context"]
+    for tokens in sizes:
+        if tokens * exp["training"]["epochs"] < smallest_batch:
+            raise ConfigError(
+                f"config error: {where}.data_sizes = {tokens}: expected at least one batch of "
+                f"batch_size × context = {smallest_batch} tokens"
+            )
+    names = [budget_name(c) for c in budgets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"config error: {where}.compute_budgets = {json.dumps(budgets)}: expected distinct budgets "
+            f"(equal to six significant digits: {', '.join(repeated)})"
+        )
+    kept = [c for size in exp["models"] for c in budgets if _budget_point(config, exp, size, c)[1] is None]
+    if budgets and not kept:
+        raise ConfigError(
+            f"config error: {where}.compute_budgets = {json.dumps(budgets)}: expected at least one (budget, model) "
+            f"whose D = C / (6N) lies between one batch ({smallest_batch} tokens) and the training split"
+        )
+    if sizes:
+        _check_budget_fits_corpus(config, name, exp)
+
+
+def _check_schedule(name: str, exp: dict) -> None:
+    # A WSD cell branches from a stable phase shared by its (model, seed): the steps before its
+    # cooldown must not depend on its length (a fixed warmup), and must lie in one pass over the data.
+    training = exp["training"]
+    if training["schedule"] != "wsd" or not training["branch"]:
+        return
+    if len(exp["data_sizes"]) + len(exp["compute_budgets"]) < 2:
+        return
+    where = f"experiments.{name}.training"
+    if training["warmup_steps"] == 0:
+        raise ConfigError(
+            f"config error: {where}.warmup_steps = 0: expected > 0 with schedule wsd and branch true "
+            "(cells share a stable phase only if their warmup does not depend on their length), or branch: false"
+        )
+    if training["epochs"] > 1:
+        raise ConfigError(
+            f"config error: {where}.epochs = {training['epochs']}: expected 1 with schedule wsd and branch true "
+            "(cells share a stable phase only within one pass over the data), or branch: false"
+        )
 
 
 def _check_dataset(name: str, ds: dict) -> None:
@@ -191,32 +259,92 @@ def _check_tokenizer(name: str, tok: dict) -> None:
         )
 
 
-def _check_budget_fits_corpus(config: dict, name: str, exp: dict) -> None:
+def known_train_tokens(config: dict, exp: dict) -> int | None:
+    """Training tokens of the experiment's split when the config alone fixes them, else None."""
     # Known before any job only for generated text read one character per token;
-    # for other sources the training job checks it before it trains.
+    # for other sources the training job checks the budget before it trains.
     ds = config["datasets"][exp["dataset"]]
     if ds["source"] != "generator" or config["tokenizers"][exp["tokenizer"]]["kind"] != "char":
-        return
-    available = ds["symbols"]["train"]
+        return None
+    return ds["symbols"]["train"]
+
+
+def _check_budget_fits_corpus(config: dict, name: str, exp: dict) -> None:
+    available = known_train_tokens(config, exp)
     largest = max(exp["data_sizes"])
-    if largest + 1 > available:
+    if available is not None and largest + 1 > available:
         raise ConfigError(
             f"config error: experiments.{name}.data_sizes = {largest}: exceeds the {available} training "
             f"symbols of datasets.{exp['dataset']} by {largest + 1 - available}"
         )
 
 
+def _budget_point(config: dict, exp: dict, size: dict, budget: float) -> tuple[int, str | None]:
+    """A model size's unique tokens at compute budget C, and why the cell is left out (None: kept).
+
+    D = C / (6 N) with N the non-embedding parameters (Kaplan et al. 2020; the same N as metrics'
+    C_6ND): unlike the embeddings it is known before the tokenizer fixes the vocabulary. D is
+    rounded to whole batches of every epoch; the cell reads D / epochs unique tokens.
+    """
+    training, context = exp["training"], exp["model"]["context"]
+    batch = training["batch_size"] * context
+    d_ff = int(round(exp["model"]["d_ff_ratio"] * size["d_model"]))
+    n = nonembedding_parameters(size["n_layer"], size["d_model"], d_ff)
+    wanted = budget / (6 * n)
+    tokens = int(round(wanted / (training["epochs"] * batch))) * batch
+    available = known_train_tokens(config, exp)
+    if tokens < batch:
+        return tokens, f"D = C / (6N) = {wanted:.0f} tokens (N = {n}) is less than one batch of {batch} tokens"
+    if available is not None and tokens + 1 > available:
+        return tokens, f"D = C / (6N) = {wanted:.0f} tokens (N = {n}) exceeds the {available} training tokens"
+    return tokens, None
+
+
+def grid_warnings(config: dict) -> list[str]:
+    """One line per (budget, model) of an IsoFLOP grid left out of the grid, and why."""
+    lines = []
+    for name, exp in config["experiments"].items():
+        for budget in exp["compute_budgets"]:
+            for size in exp["models"]:
+                problem = _budget_point(config, exp, size, budget)[1]
+                if problem:
+                    lines.append(f"warning: experiments.{name}: {model_name(size)} at {budget_name(budget)} "
+                                 f"left out of the grid: {problem}")
+    return lines
+
+
 def expand_grid(config: dict) -> list[Cell]:
-    """Every cell of every experiment, in a stable order (experiment, model, data, seed)."""
+    """Every cell of every experiment, in a stable order (experiment, model, data, seed).
+
+    An experiment gives data_sizes (cells named D<tokens>) or compute_budgets (cells named
+    C<budget>, each model's D following from C; see ``_budget_point``, ``grid_warnings``).
+    """
     cells = []
     for experiment, exp in config["experiments"].items():
         for size in exp["models"]:
-            for tokens in exp["data_sizes"]:
+            points = [(tokens, data_name(tokens), None) for tokens in exp["data_sizes"]]
+            for budget in exp["compute_budgets"]:
+                tokens, problem = _budget_point(config, exp, size, budget)
+                if problem is None:
+                    points.append((tokens, budget_name(budget), float(budget)))
+            for tokens, data, budget in points:
                 for seed in exp["seeds"]:
-                    cells.append(Cell(experiment, model_name(size), data_name(tokens), seed,
-                                      size["n_layer"], size["d_model"], size["n_head"], tokens,
-                                      size.get("lr")))
+                    cells.append(Cell(experiment, model_name(size), data, seed, size["n_layer"], size["d_model"],
+                                      size["n_head"], tokens, size.get("lr"), budget))
     return cells
+
+
+def branch_groups(config: dict, cells: list[Cell]) -> dict[tuple[str, str, str], list[Cell]]:
+    """Cells that train from a shared WSD stable phase, by (experiment, model, seed), smallest D first.
+
+    Only groups of two or more cells of experiments with schedule wsd and branch true.
+    """
+    groups: dict[tuple[str, str, str], list[Cell]] = {}
+    for cell in cells:
+        training = config["experiments"][cell.experiment]["training"]
+        if training["schedule"] == "wsd" and training["branch"]:
+            groups.setdefault(cell.group, []).append(cell)
+    return {k: sorted(v, key=lambda c: c.tokens) for k, v in groups.items() if len({c.tokens for c in v}) > 1}
 
 
 def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
@@ -234,8 +362,9 @@ def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
         "context": model["context"],
         "dropout": model["dropout"],
         "tokens": cell.tokens,
+        "compute_budget": cell.compute_budget or 0.0,
         "seed": cell.seed,
-        **{k: v for k, v in training.items() if k not in ("threads", "lr_rule", "lr_base_width")},
+        **{k: v for k, v in training.items() if k not in ("threads", "lr_rule", "lr_base_width", "branch")},
         "lr": size_learning_rate(training, cell.d_model, cell.lr),
         "threads": training["threads"],
     }

@@ -1,10 +1,12 @@
-"""Figures of one experiment: loss against N and against D, with the fitted laws.
+"""Figures of one experiment: loss against N and against D, with the fitted laws; the CLI.
 
-Each figure is drawn from runs.csv and fits.json alone and written as PNG and PDF.
+Each figure is drawn from runs.csv, fits.json and (for the learning-curve figures,
+``figures_curves``) curves.parquet, and written as PNG and PDF; the fit diagnostics are in
+``figures_fits``, the shared look in ``plot_style``.
 Run by hand or from Snakemake as::
 
-    python -m workflow_scripts.figures --runs runs.csv --fits fits.json \\
-        --loss-vs-n loss_vs_N.png loss_vs_N.pdf --loss-vs-d loss_vs_D.png loss_vs_D.pdf
+    python -m workflow_scripts.figures --runs runs.csv --fits fits.json --curves curves.parquet \\
+        --loss-vs-n loss_vs_N.png loss_vs_N.pdf --figure loss_vs_C loss_vs_C.png loss_vs_C.pdf
 """
 
 from __future__ import annotations
@@ -14,43 +16,14 @@ import os
 import sys
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display; must precede pyplot
+from workflow_scripts import plot_style as ps
+from workflow_scripts.io import read_json
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as mticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from workflow_scripts.io import atomic_path, read_json  # noqa: E402
-
-PNG_DPI = 200
-FIGSIZE = (5.0, 3.6)
-
-
-def _style() -> None:
-    # Start from matplotlib's built-in defaults, so a matplotlibrc in MPLCONFIGDIR or the
-    # working directory cannot change the figures; then one theme for all of them.
-    matplotlib.rcdefaults()
-    sns.set_theme(style="whitegrid", context="paper")
-    plt.rcParams.update({"pdf.fonttype": 42, "savefig.bbox": "tight"})  # editable text in PDFs
-
-
-def _human(n: float) -> str:
-    """4096 → 4.1K, 2.5e6 → 2.5M: short legend labels."""
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{suffix}"
-    return f"{n:.3g}"
-
-
-def _leading(v: float) -> int:
-    return round(v / 10 ** np.floor(np.log10(v))) if v > 0 else 0
-
-
-def _usable(runs: pd.DataFrame, experiment: str | None) -> pd.DataFrame:
+def usable_runs(runs: pd.DataFrame, experiment: str | None) -> pd.DataFrame:
     """Cells the fits could use: status ok and a finite positive loss."""
     if experiment is not None and "experiment" in runs.columns:
         runs = runs[runs["experiment"].astype(str) == experiment]
@@ -61,6 +34,12 @@ def _usable(runs: pd.DataFrame, experiment: str | None) -> pd.DataFrame:
     return runs
 
 
+def cells_of(runs: pd.DataFrame, entry: dict[str, Any]) -> pd.DataFrame:
+    """The rows of runs a fits.json entry lists in cells_used ("model/data/seed")."""
+    ids = runs["model"].astype(str) + "/" + runs["data"].astype(str) + "/" + runs["seed"].astype(str)
+    return runs[ids.isin(entry.get("cells_used") or [])]
+
+
 def _fit_label(entry: dict[str, Any], symbol: str) -> str:
     p, ci = entry["params"], (entry.get("ci") or {}).get("alpha")
     # A zero-width interval means every usable resample was the data again (too few x).
@@ -69,62 +48,46 @@ def _fit_label(entry: dict[str, Any], symbol: str) -> str:
 
 
 def _plot(runs, fits, law: str, x_col: str, hue_col: str, x_label: str, hue_label: str, title: str):
-    """Loss against x_col on log axes: a line per hue_col value (mean over seeds), seeds as points."""
-    _style()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    runs = _usable(runs, fits.get("experiment"))
-    hues = sorted(runs[hue_col].unique())
-    # Ordered hues (sizes) read best on a sequential palette; viridis is colour-blind safe.
-    palette = sns.color_palette("viridis", n_colors=max(len(hues), 1))
-    for colour, hue in zip(palette, hues):
-        cells = runs[runs[hue_col] == hue]
-        mean = cells.groupby(x_col, as_index=False)["val_loss"].mean().sort_values(x_col)
-        ax.plot(mean[x_col], mean["val_loss"], "-", color=colour, lw=1.4, label=_human(hue))
-        ax.scatter(cells[x_col], cells["val_loss"], s=14, color=colour, alpha=0.6, edgecolor="none")
+    """Loss against x_col on log axes: a line per hue_col value through the seed means.
+
+    With more than one seed, a bar spans the seeds' lowest to highest loss at each point
+    (min–max rather than a standard deviation: there are rarely more than three seeds).
+    """
+    ps.style()
+    fig, ax = plt.subplots(figsize=ps.FIGSIZE)
+    runs = usable_runs(runs, fits.get("experiment"))
+    for hue, colour in ps.size_colours(runs[hue_col]).items():
+        stats = (runs[runs[hue_col] == hue].groupby(x_col)["val_loss"]
+                 .agg(["mean", "min", "max", "count"]).sort_index())
+        x = stats.index.to_numpy(float)
+        ax.plot(x, stats["mean"], "-o", color=colour, lw=1.4, ms=3, label=ps.human(hue))
+        many = stats["count"].to_numpy() > 1
+        if many.any():
+            spread = np.vstack([stats["mean"] - stats["min"], stats["max"] - stats["mean"]])[:, many]
+            ax.errorbar(x[many], stats["mean"][many], yerr=spread, fmt="none", ecolor=colour,
+                        elinewidth=1.0, capsize=2)
     entry = fits.get("laws", {}).get(law, {})
     notes = []
-    if "params" in entry:
+    if "params" in entry and not runs.empty:
         x = runs[x_col].to_numpy(float)
         grid = np.geomspace(x.min(), x.max(), 200)
         p = entry["params"]
         ax.plot(grid, p["E"] + p["A"] * grid ** -p["alpha"], "--", color="black", lw=1.2,
                 label=_fit_label(entry, law[2]))
-    else:
+    elif "params" not in entry:
         notes.append(f"{law} fit skipped")
-    if fits.get("optimal_loss") is not None:
-        ax.axhline(fits["optimal_loss"], ls=":", color="0.3", lw=1.2, label="optimal loss (generator)")
+    ps.optimal_loss(ax, fits)
     if runs.empty:
         notes.append("no usable cells")
-    ax.set(xscale="log", yscale="log", xlabel=x_label, ylabel="validation loss (nats/token)")
-    # Losses span less than a decade: label the minor ticks as plain numbers (2, 3, 4 …).
-    plain = mticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
-    # Sizes as 10K, 1M; over few decades also 2× and 5× between them, so labels never collide.
-    lo, hi = ax.get_xlim()
-    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: _human(v)))
-    if np.log10(hi / lo) < 2.5:
-        minor = mticker.FuncFormatter(lambda v, _: _human(v) if _leading(v) in (2, 5) else "")
-        ax.xaxis.set_minor_formatter(minor)
-    else:
-        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
-    ax.tick_params(which="both", length=0, pad=3)  # minor labels in line with major ones
-    ax.set_title(f"{title} — {fits.get('experiment', '')}" + (f" ({'; '.join(notes)})" if notes else ""))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(title=hue_label, fontsize="x-small", title_fontsize="x-small", frameon=True,
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set(xlabel=x_label, ylabel=ps.LOSS_LABEL)
+    ps.log_axes(ax)
+    seeds = int(runs.groupby([x_col, hue_col]).size().max()) if not runs.empty else 0
+    if seeds > 1:
+        notes.append(f"bars: min–max over ≤{seeds} seeds")
+    ax.set_title(f"{title} — {fits.get('experiment', '')}" + (f" ({'; '.join(notes)})" if notes else ""),
+                 fontsize="small")
+    ps.legend_right(ax, hue_label)
     return fig
-
-
-def _save(fig, out_png, out_pdf) -> None:
-    try:
-        for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
-            with atomic_path(path, suffix=f".{fmt}") as tmp:
-                # No timestamps in the files, so rerunning on the same inputs gives the same bytes.
-                meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
-                fig.savefig(tmp, format=fmt, dpi=PNG_DPI, metadata=meta)
-    finally:
-        plt.close(fig)
 
 
 def _load(runs, fits) -> tuple[pd.DataFrame, dict]:
@@ -143,11 +106,31 @@ FIGURES = {
 }
 
 
-def plot_figure(name, runs, fits, out_png, out_pdf) -> None:
-    """Draw one of ``FIGURES`` from the runs table and the fitted laws, as PNG and PDF."""
+def _figure_functions() -> dict:
+    """Every figure by name → function(runs, fits, curves) returning the figure."""
+    # Imported here: those modules use usable_runs from this one.
+    from workflow_scripts import figures_curves as fc
+    from workflow_scripts import figures_fits as ff
+
+    def law_figure(name):
+        return lambda runs, fits, curves=None: _plot(runs, fits, *FIGURES[name])
+
+    return {"loss_vs_N": law_figure("loss_vs_N"), "loss_vs_D": law_figure("loss_vs_D"),
+            "learning_curves": fc.learning_curves_figure, "loss_vs_C": fc.loss_vs_compute_figure,
+            "isoflops": ff.isoflops_figure, "N_opt": ff.n_opt_figure,
+            "residuals": ff.residuals_figure, "parameters": ff.parameters_figure}
+
+
+def plot_figure(name, runs, fits, out_png, out_pdf, curves=None) -> None:
+    """Draw the figure ``name`` (see ``_figure_functions``) as PNG and PDF.
+
+    A missing input (a skipped law, no curves, not an IsoFLOP grid) gives a figure that says
+    "not available: <why>" where the plot would be, never an error.
+    """
     runs, fits = _load(runs, fits)
+    draw = _figure_functions()[name]
     with plt.rc_context():  # the style stays inside this figure
-        _save(_plot(runs, fits, *FIGURES[name]), out_png, out_pdf)
+        ps.save(draw(runs, fits, curves=curves), out_png, out_pdf)
 
 
 def plot_loss_vs_n(runs, fits, out_png, out_pdf) -> None:
@@ -164,21 +147,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", required=True, help="runs.csv written by workflow_scripts.aggregate")
     parser.add_argument("--fits", required=True, help="fits.json written by workflow_scripts.fit")
+    parser.add_argument("--curves", help="curves.parquet (learning curves); if absent, those figures say so")
     parser.add_argument("--loss-vs-n", nargs=2, metavar=("PNG", "PDF"), help="loss against N")
     parser.add_argument("--loss-vs-d", nargs=2, metavar=("PNG", "PDF"), help="loss against D")
+    parser.add_argument("--figure", nargs=3, action="append", default=[], metavar=("NAME", "PNG", "PDF"),
+                        help=f"any figure by name: {', '.join(_figure_functions())}; repeatable")
     args = parser.parse_args(argv)
-    if not (args.loss_vs_n or args.loss_vs_d):
-        parser.error("ask for at least one figure (--loss-vs-n and/or --loss-vs-d)")
+    wanted = [("loss_vs_N", *args.loss_vs_n)] if args.loss_vs_n else []
+    wanted += [("loss_vs_D", *args.loss_vs_d)] if args.loss_vs_d else []
+    wanted += [tuple(f) for f in args.figure]
+    if not wanted:
+        parser.error("ask for at least one figure (--loss-vs-n, --loss-vs-d or --figure)")
+    unknown = [name for name, *_ in wanted if name not in _figure_functions()]
+    if unknown:
+        parser.error(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(_figure_functions())}")
     try:
         runs, fits = _load(args.runs, args.fits)
-        if args.loss_vs_n:
-            plot_loss_vs_n(runs, fits, *args.loss_vs_n)
-        if args.loss_vs_d:
-            plot_loss_vs_d(runs, fits, *args.loss_vs_d)
+        for name, png, pdf in wanted:
+            plot_figure(name, runs, fits, png, pdf, curves=args.curves)
+            print(f"wrote {png} ({os.path.getsize(png)} bytes), {pdf}")
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    for path in (args.loss_vs_n or []) + (args.loss_vs_d or []):
-        print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Fit scaling laws to one experiment's runs, or to any table, with bootstrap intervals.
 
-Per experiment: L(N) = E + A·N^(−α) at the largest D, L(D) likewise at the largest N, and
-L(N, D) = E + A/N^α + B/D^β over every usable cell with the compute-optimal allocation it
-implies (``workflow_scripts.parametric``). The method is Hoffmann et al. (2022, §3.3 and
-App. D.2) as replicated by Besiroglu et al. (Epoch AI, 2024): fit log L with the logsumexp
-parameterisation, minimise the Huber loss (δ = 1e-3) of the log residuals summed over points
-with L-BFGS-B from every start of a grid, keep the best (``workflow_scripts.huber_fit``);
-intervals come from resampling cells with replacement. Run by hand or from Snakemake as::
+Per experiment: L(N) = E + A·N^(−α) at the largest D, L(D) likewise at the largest N, L(C)
+on the compute-efficient frontier, L(N, D) = E + A/N^α + B/D^β over every usable cell with the
+compute-optimal allocation it implies (``workflow_scripts.parametric``), IsoFLOP minima on an
+IsoFLOP grid; which cells each law uses, and the extrapolation check, are ``workflow_scripts.laws``.
+The method is Hoffmann et al. (2022, §3.3 and App. D.2) as replicated by Besiroglu et al.
+(Epoch AI, 2024): fit log L with the logsumexp parameterisation, minimise the Huber loss
+(δ = 1e-3) of the log residuals summed over points with L-BFGS-B from every start of a grid,
+keep the best (``workflow_scripts.huber_fit``); intervals come from resampling cells with
+replacement. Run by hand or from Snakemake as::
 
     python -m workflow_scripts.fit --runs results/default/runs.csv --out results/default/fits.json
     python -m workflow_scripts.fit --table runs.csv --n N --d D --loss loss [--c C] --out fits.json
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts import huber_fit as hf
-from workflow_scripts import parametric
+from workflow_scripts import laws, parametric
 from workflow_scripts.io import atomic_write_json, provenance
 
 FORMAT_VERSION = 1
@@ -35,7 +37,7 @@ DEFAULT_GRID = {
     "e": tuple(np.arange(-1.0, 1.01, 0.5)),
     "a": tuple(np.arange(0.0, 25.01, 5.0)),
 }
-REQUIRED_COLUMNS = ("experiment", "model", "data", "seed", "status", "N_nonembedding", "D", "val_loss")
+REQUIRED_COLUMNS = ("experiment", "model", "data", "seed", "status", "N_nonembedding", "D", "C", "val_loss")
 
 
 def _objective(theta: np.ndarray, lx: np.ndarray, ly: np.ndarray, delta: float):
@@ -142,46 +144,30 @@ def bootstrap_power_law(x, y, groups=None, n_boot: int = 1000, seed: int = 0, le
     return {"ci": ci, "level": level, "n_bootstrap": n_boot, "n_failed": failed, "samples": table}
 
 
-def _cell_id(row) -> str:
-    return f"{row['model']}/{row['data']}/{row['seed']}"
-
-
-def _exclusions(runs: pd.DataFrame) -> list[dict[str, str]]:
-    """Cells no law may use, each with its reason."""
-    excluded = []
-    for _, row in runs.iterrows():
-        loss = pd.to_numeric(row["val_loss"], errors="coerce")
-        if row["status"] != "ok":
-            reason = f"status is {row['status']!r}"
-        elif not (np.isfinite(loss) and loss > 0):
-            reason = f"val_loss is not a finite positive number ({row['val_loss']})"
-        else:
-            continue
-        excluded.append({"cell": _cell_id(row), "reason": reason})
-    return excluded
-
-
-def _fit_law(law, x_col, fixed_col, usable, excluded, experiment, n_boot, seed, level):
-    """One law entry of fits.json: x_col varies, fixed_col held at its largest value."""
-    head = {"law": law, "form": f"L = E + A * {law[2]}^-alpha", "x": x_col, "y": "val_loss"}
+def _fit_law(law, usable, excluded, experiment, n_boot, seed, level, irreducible=True, n_holdout=1):
+    """One single-variable law's entry of fits.json, on the cells ``laws.single_cells`` selects."""
+    cells, x_col, selection = laws.single_cells(law, usable)
+    form = f"L = {'E + ' if irreducible else ''}A * {law[2]}^-alpha"
+    head = {"law": law, "form": form, "x": x_col, "y": "val_loss"}
     if usable.empty:
         return {"law": law, "skipped": f"experiment {experiment!r}, law {law}: no usable cells"}
-    fixed = usable[fixed_col].max()
-    cells = usable[usable[fixed_col] == fixed]
-    selection = f"{fixed_col} = {fixed:.0f}"
-    n_x = cells[x_col].nunique()
-    if n_x < 3:
+    n_x, need = cells[x_col].nunique(), 3 if irreducible else 2
+    if n_x < need:
         return {"law": law, "skipped": f"experiment {experiment!r}, law {law}: only {n_x} distinct "
-                f"{x_col} value(s) among usable cells at {selection} (need 3)"}
+                f"{x_col} value(s) among usable cells at {selection} (need {need})"}
     x, y = cells[x_col].to_numpy(float), cells["val_loss"].to_numpy(float)
-    fit = fit_power_law(x, y)
-    boot = bootstrap_power_law(x, y, groups=x, n_boot=n_boot, seed=seed, level=level)
+    fit = fit_power_law(x, y, irreducible=irreducible)
+    boot = bootstrap_power_law(x, y, groups=x, n_boot=n_boot, seed=seed, level=level, irreducible=irreducible)
     warnings = []
-    if n_x == 3:  # a resample keeping 3 distinct x is the full data again
-        warnings.append(f"only 3 distinct {x_col} values for 3 parameters: "
+    if n_x == need:  # a resample keeping `need` distinct x is the full data again
+        warnings.append(f"only {need} distinct {x_col} values for {need} parameters: "
                         "the interval understates the uncertainty")
     fit = {**fit, "ci": boot["ci"], "n_bootstrap_failed": boot["n_failed"]}
-    return _entry(head, selection, fit, cells, excluded, n_boot, level, warnings, f"distinct {x_col} values")
+    entry = _entry(head, selection, fit, cells, excluded, n_boot, level, warnings, f"distinct {x_col} values")
+    entry["extrapolation"] = laws.extrapolation(
+        cells, lambda kept: fit_power_law(kept[x_col], kept["val_loss"], irreducible=irreducible)["params"],
+        lambda params, held: laws.power_law(params, held[x_col]), n_holdout)
+    return entry
 
 
 def _entry(head, selection, fit, cells, excluded, n_boot, level, warnings, needed) -> dict[str, Any]:
@@ -194,11 +180,11 @@ def _entry(head, selection, fit, cells, excluded, n_boot, level, warnings, neede
             "n_bootstrap": n_boot, "n_bootstrap_failed": fit["n_bootstrap_failed"],
             "goodness": fit["goodness"],
             "best_start_on_grid_edge": fit["best_start_on_grid_edge"], "best_start": fit["best_start"],
-            "cells_used": [_cell_id(r) for _, r in cells.iterrows()], "cells_excluded": excluded,
+            "cells_used": [laws.cell_id(r) for _, r in cells.iterrows()], "cells_excluded": excluded,
             "warnings": warnings}
 
 
-def _fit_parametric_law(usable, excluded, experiment, n_boot, seed, level, grid=None):
+def _fit_parametric_law(usable, excluded, experiment, n_boot, seed, level, grid=None, n_holdout=1):
     """The L(N,D) entry of fits.json (Hoffmann et al. 2022, Eq. 2) over every usable cell, and
     the compute-optimal allocation it implies (or why it was skipped)."""
     law = "L(N,D)"
@@ -216,6 +202,10 @@ def _fit_parametric_law(usable, excluded, experiment, n_boot, seed, level, grid=
            "n_bootstrap_failed": fit.get("n_bootstrap_failed", 0)}
     entry = _entry(head, "all usable cells", fit, usable, excluded, n_boot, level, [],
                    "distinct N, D or cells")
+    entry["extrapolation"] = laws.extrapolation(
+        usable, lambda kept: parametric.fit_parametric(kept["N_nonembedding"], kept["D"], kept["val_loss"],
+                                                       grid=grid)["params"],
+        lambda params, held: laws.parametric_law(params, held["N_nonembedding"], held["D"]), n_holdout)
     optimal = {"law": law, "form": "N_opt = G * (C/6)^a, D_opt = (C/6)^b / G, C = 6ND",
                **fit["compute_optimal"],
                "ci": {k: ci.get(k) for k in parametric.OPTIMAL}, "ci_level": level}
@@ -226,19 +216,26 @@ def _report(experiment: str, entry: dict[str, Any]) -> None:
     """A skipped law or a fit's warnings, one line each on stderr."""
     if "skipped" in entry:
         print(f"warning: {entry['skipped']}; skipped", file=sys.stderr)
-    for message in entry.get("warnings", []):
+    check = entry.get("extrapolation", {})
+    extra = [f"extrapolation check {check['skipped']}"] if "skipped" in check else []
+    for message in entry.get("warnings", []) + extra:
         print(f"warning: experiment {experiment!r}, law {entry['law']}: {message}", file=sys.stderr)
 
 
 def fit_experiment(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                   experiment: str | None = None,
-                   parametric_grid: dict[str, Sequence[float]] | None = None) -> dict[str, Any]:
+                   experiment: str | None = None, parametric_grid: dict[str, Sequence[float]] | None = None,
+                   law_names: Sequence[str] | None = None, irreducible: bool = True,
+                   n_holdout: int = 1) -> dict[str, Any]:
     """The content of fits.json for one experiment: L(N) at the largest D, L(D) at the largest N,
-    L(N,D) over every usable cell and the compute-optimal allocation it implies.
+    L(C) on the compute-efficient frontier, L(N,D) over every usable cell with the compute-optimal
+    allocation it implies, and on an IsoFLOP grid the IsoFLOP minima (``laws.LAWS``).
 
-    Laws that cannot be fitted (fewer than 3 distinct x; for L(N,D) fewer than 2 distinct N,
-    2 distinct D or 5 cells) are recorded as skipped with a warning on stderr; the others
-    are still fitted. ``parametric_grid`` replaces L(N,D)'s initialisation grid (tests).
+    ``law_names`` picks the laws (default: all that apply); ``irreducible=False`` forces E = 0
+    in the single-variable laws. Each fitted law but isoflop carries ``extrapolation``: the law
+    refitted without the cells at the ``n_holdout`` largest compute values, which it predicts.
+    Laws that cannot be fitted (too few distinct x; for L(N,D) fewer than 2 distinct N, 2
+    distinct D or 5 cells) are recorded as skipped with a warning on stderr; the others are
+    still fitted. ``parametric_grid`` replaces L(N,D)'s initialisation grid (tests).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in runs.columns]
     if missing:
@@ -251,18 +248,21 @@ def fit_experiment(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level:
     runs = runs[runs["experiment"].astype(str) == experiment]
     if runs.empty:
         raise ValueError(f"runs table has no cells of experiment {experiment!r}")
-    excluded = _exclusions(runs)
+    excluded = laws.exclusions(runs)
     bad = {e["cell"] for e in excluded}
-    usable = runs[[_cell_id(r) not in bad for _, r in runs.iterrows()]].copy()
+    usable = runs[[laws.cell_id(r) not in bad for _, r in runs.iterrows()]].copy()
     usable["val_loss"] = usable["val_loss"].astype(float)
-    laws = {}
-    # Kaplan et al. (2020) fit L(N) on non-embedding parameters, Eq. 1.1; L(D), Eq. 1.2.
-    for law, x_col, fixed_col in (("L(N)", "N_nonembedding", "D"), ("L(D)", "D", "N_nonembedding")):
-        laws[law] = _fit_law(law, x_col, fixed_col, usable, excluded, experiment, n_boot, seed, level)
-        _report(experiment, laws[law])
-    laws["L(N,D)"], compute_optimal = _fit_parametric_law(usable, excluded, experiment, n_boot, seed, level,
-                                                              parametric_grid)
-    _report(experiment, laws["L(N,D)"])
+    fitted = {}
+    compute_optimal = {"law": "L(N,D)", "skipped": f"experiment {experiment!r}: law L(N,D) not requested"}
+    for law in laws.requested(runs, law_names):
+        if law in laws.SINGLE:
+            fitted[law] = _fit_law(law, usable, excluded, experiment, n_boot, seed, level, irreducible, n_holdout)
+        elif law == "L(N,D)":
+            fitted[law], compute_optimal = _fit_parametric_law(usable, excluded, experiment, n_boot, seed, level,
+                                                               parametric_grid, n_holdout)
+        else:
+            fitted[law] = laws.isoflop_entry(usable, excluded, experiment, n_boot, seed, level)
+        _report(experiment, fitted[law])
     optimal = None
     if "optimal_loss" in runs.columns:
         values = pd.to_numeric(runs["optimal_loss"], errors="coerce").to_numpy(float)
@@ -272,9 +272,11 @@ def fit_experiment(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level:
         "format_version": FORMAT_VERSION,
         "experiment": experiment,
         "optimal_loss": optimal,
-        "laws": laws,
+        "laws": fitted,
         "compute_optimal": compute_optimal,
         "provenance": provenance(config={"n_bootstrap": n_boot, "seed": seed, "ci_level": level,
+                                         "laws": list(fitted), "irreducible": irreducible,
+                                         "n_holdout": n_holdout,
                                          "huber_delta": HUBER_DELTA,
                                          "grid": _grid_record(DEFAULT_GRID),
                                          "grid_parametric": _grid_record(parametric.DEFAULT_GRID)}),
@@ -286,9 +288,10 @@ def _grid_record(grid) -> dict[str, list[float]]:
 
 
 def write_fits(runs_csv, out_json, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-               experiment: str | None = None) -> dict[str, Any]:
-    """Read runs.csv, fit its experiment, write fits.json atomically."""
-    fits = fit_experiment(pd.read_csv(runs_csv), n_boot=n_boot, seed=seed, level=level, experiment=experiment)
+               experiment: str | None = None, **options) -> dict[str, Any]:
+    """Read runs.csv, fit its experiment (``options`` as ``fit_experiment``'s), write fits.json atomically."""
+    fits = fit_experiment(pd.read_csv(runs_csv), n_boot=n_boot, seed=seed, level=level, experiment=experiment,
+                          **options)
     fits["provenance"]["runs"] = str(runs_csv)
     atomic_write_json(out_json, fits)
     return fits
@@ -298,6 +301,9 @@ def _print_laws(fits: dict[str, Any]) -> None:
     for law, entry in fits["laws"].items():
         if "skipped" in entry:
             print(f"{law}: skipped")
+            continue
+        if law == "isoflop":
+            print(f"{law}: N_opt ~ C^{entry['a']:.3f} {entry['ci'].get('a')}, D_opt ~ C^{entry['b']:.3f}")
             continue
         p, level, n_cells = entry["params"], entry["ci_level"], len(entry["cells_used"])
         if law == "L(N,D)":
@@ -321,6 +327,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--level", type=float, default=0.95, help="interval level (default: 0.95)")
     parser.add_argument("--experiment", default=None, help="experiment to fit if runs.csv holds several")
+    parser.add_argument("--laws", type=lambda v: [x for x in v.split(",") if x], default=None,
+                        help=f"--runs: comma-separated laws among {','.join(laws.LAWS)} (default: all that apply)")
+    parser.add_argument("--no-irreducible", dest="irreducible", action="store_false",
+                        help="--runs: force E = 0 in the single-variable laws L(N), L(D), L(C)")
+    parser.add_argument("--holdout", type=int, default=1,
+                        help="--runs: largest compute values held out by the extrapolation check (default: 1)")
     args = parser.parse_args(argv)
     if args.table and not (args.n and args.d and args.loss):
         parser.error("--table needs --n, --d and --loss (column names)")
@@ -330,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
                                                args.bootstrap, args.seed, args.level)
             parametric.print_summary(fits)
             return
-        fits = write_fits(args.runs, args.out, args.bootstrap, args.seed, args.level, args.experiment)
+        fits = write_fits(args.runs, args.out, args.bootstrap, args.seed, args.level, args.experiment,
+                          law_names=args.laws, irreducible=args.irreducible, n_holdout=args.holdout)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     _print_laws(fits)

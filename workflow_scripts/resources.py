@@ -36,6 +36,12 @@ EVAL_BATCH = 64
 EVAL_LOGITS = 1 << 24
 # When the vocabulary is unknown before tokenizing (char tokenizer): bytes.
 CHAR_VOCAB_BOUND = 256
+# CPU cells under this many training FLOPs (about 100 s of one thread at the throughput
+# above) are "small": a cluster profile may run several of them in one job (group
+# SMALL_GROUP, `group-components` in profiles/slurm), since each SLURM job costs
+# seconds of queueing and of Snakemake starting inside it.
+SMALL_CELL_FLOPS = 5e11
+SMALL_GROUP = "train_small"
 
 
 def vocab_bound(tokenizer: dict) -> int:
@@ -78,13 +84,18 @@ def train_runtime_min(flops: float, threads: int, gpus: int, attempt: int = 1) -
     return int(math.ceil(max(RUNTIME_FLOOR_MIN, 2 * flops / throughput / 60) * attempt))
 
 
+def cell_shape(config: dict, cell: Cell) -> tuple[dict, int, int, int]:
+    """The cell's experiment, MLP width, context and vocabulary bound."""
+    exp = config["experiments"][cell.experiment]
+    d_ff = int(round(exp["model"]["d_ff_ratio"] * cell.d_model))
+    return exp, d_ff, exp["model"]["context"], vocab_bound(config["tokenizers"][exp["tokenizer"]])
+
+
 def train_resources(config: dict, cell: Cell, attempt: int = 1) -> dict[str, Any]:
     """threads, mem_mb, runtime (minutes) and gpu of one cell of a validated config."""
-    exp = config["experiments"][cell.experiment]
-    model, training, wanted = exp["model"], exp["training"], exp["resources"]
-    d_ff = int(round(model["d_ff_ratio"] * cell.d_model))
-    vocab = vocab_bound(config["tokenizers"][exp["tokenizer"]])
-    context, threads, gpus = model["context"], training["threads"], wanted["gpu"]
+    exp, d_ff, context, vocab = cell_shape(config, cell)
+    training, wanted = exp["training"], exp["resources"]
+    threads, gpus = training["threads"], wanted["gpu"]
     flops = train_flops(cell, d_ff, context, vocab, training["epochs"])
     return {
         "threads": threads,
@@ -94,3 +105,13 @@ def train_resources(config: dict, cell: Cell, attempt: int = 1) -> dict[str, Any
         # Only GPU cells name a model: the SLURM plugin sends `--gpus=<model>:<n>` whenever one is set.
         "gpu_model": wanted["gpu_model"] if gpus else "",
     }
+
+
+def train_group(config: dict, cell: Cell) -> str | None:
+    """SMALL_GROUP for a CPU cell under SMALL_CELL_FLOPS, else None (a job of its own).
+
+    GPU cells stay alone: a group job asks for the GPUs of all its cells at once.
+    """
+    exp, d_ff, context, vocab = cell_shape(config, cell)
+    small = train_flops(cell, d_ff, context, vocab, exp["training"]["epochs"]) < SMALL_CELL_FLOPS
+    return SMALL_GROUP if small and not exp["resources"]["gpu"] else None

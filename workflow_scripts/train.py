@@ -6,10 +6,18 @@ Run by hand or from a Snakemake ``shell:`` as::
         --val-tokens results/data/synthetic/char/val.bin --n-layer 2 --d-model 32 --n-head 2 \\
         --tokens 65536 --seed 0 --metrics out/metrics.json --curve out/curve.csv
 
-The cell reads the first ``--tokens`` tokens of the training stream (so every
-larger budget contains every smaller one), cuts them into windows of
-``--context`` tokens, and makes ``--epochs`` shuffled passes over them with
-AdamW under linear warmup then cosine decay to the last step.
+The training split is cut into windows of ``--context`` tokens, shuffled once
+per seed; the cell reads the first ``--tokens`` tokens of that stream (so every
+larger budget's data, in order, starts with every smaller one's) and makes
+``--epochs`` passes over them with AdamW under the ``--schedule``
+(workflow_scripts/schedule.py).
+
+Under WSD a cell may start from a branch checkpoint (``--branch-from``) written
+by its (model, seed)'s stable phase, a run of the largest budget's cell
+(``--tokens``) up to its cooldown with ``--branch-tokens`` listing every budget:
+the stable phase saves each budget's state where its cooldown starts, and that
+cell then trains only its cooldown, ending with the numbers of a cell trained
+alone.
 
 The cell saves a checkpoint beside its metrics (every ``--checkpoint-every-s``
 seconds, at evaluation points, and on SIGTERM or SIGUSR1, after which it exits
@@ -28,15 +36,21 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from workflow_scripts import device as devices
+from workflow_scripts import gpu_slots
 from workflow_scripts.checkpoint import Checkpointer, Progress, Stopped, default_path
 from workflow_scripts.io import atomic_write_json, atomic_write_text, provenance, read_json
 from workflow_scripts.model import GPT, GPTConfig, count_parameters, training_flops
 from workflow_scripts.resources import EVAL_BATCH, EVAL_LOGITS
+# Re-exported: the plan of a cell's steps lives in schedule.py.
+from workflow_scripts.schedule import (  # noqa: F401
+    Schedule, Track, branch_tracks, eval_steps, lr_at, make_schedule, plan_steps, window_order,
+)
 from workflow_scripts.tokens import open_tokens
 
 
@@ -60,11 +74,15 @@ class TrainConfig:
     context: int = _flag(64, "tokens per training window")
     dropout: float = _flag(0.0, "dropout probability")
     tokens: int = _flag(65536, "token budget D: the cell trains on the first D tokens of the stream")
+    compute_budget: float = _flag(0.0, "IsoFLOP budget C of the cell, recorded as C_budget; 0 for none")
     epochs: int = _flag(1, "passes over the D tokens")
     batch_size: int = _flag(16, "windows per optimiser step")
     lr: float = _flag(3e-3, "peak learning rate")
+    schedule: str = _flag("cosine", "learning-rate schedule after warmup: cosine or wsd (warmup-stable-decay)")
     min_lr_ratio: float = _flag(0.1, "final learning rate as a fraction of the peak")
-    warmup_frac: float = _flag(0.05, "fraction of the steps spent in linear warmup")
+    warmup_frac: float = _flag(0.05, "fraction of the steps spent in linear warmup (when warmup-steps is 0)")
+    warmup_steps: int = _flag(0, "linear warmup steps whatever the cell's length; 0 uses warmup-frac")
+    cooldown_frac: float = _flag(0.2, "wsd: fraction of the steps spent in the (1 - sqrt) cooldown")
     weight_decay: float = _flag(0.1, "AdamW decoupled weight decay on matrices")
     beta1: float = _flag(0.9, "AdamW beta1")
     beta2: float = _flag(0.95, "AdamW beta2")
@@ -74,10 +92,18 @@ class TrainConfig:
     seed: int = _flag(0, "seed for initialisation, data order and dropout")
     threads: int = _flag(1, "torch CPU threads")
     device: str = _flag("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    gpus: int = _flag(0, "GPUs to claim on a shared machine before CUDA starts (workflow_scripts/gpu_slots.py); 0 claims none")
     precision: str = _flag("auto", "auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16 autocast")
     checkpoint: str = _flag("", "checkpoint file; empty means <metrics stem>.checkpoint.pt beside the metrics")
     checkpoint_every_steps: int = _flag(0, "also checkpoint every this many steps; 0 disables")
     checkpoint_every_s: float = _flag(60.0, "checkpoint after this many seconds of wall time; 0 disables")
+    branch_from: str = _flag("", "wsd: start from this branch checkpoint of a stable phase (train the cooldown)")
+    branch_tokens: str = _flag("", "wsd stable phase: comma-separated budgets (the largest is --tokens) to branch")
+    branch_dir: str = _flag("", "wsd stable phase: folder of the branch checkpoints, <tokens>.pt each")
+
+    def schedule_for(self, steps: int) -> Schedule:
+        return make_schedule(self.schedule, steps, self.lr, self.min_lr_ratio, self.warmup_frac,
+                             self.warmup_steps, self.cooldown_frac)
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(
@@ -89,44 +115,6 @@ class TrainConfig:
             d_ff=self.d_ff or 4 * self.d_model,
             dropout=self.dropout,
         )
-
-
-def lr_at(step: int, total_steps: int, peak: float, warmup_steps: int, min_ratio: float) -> float:
-    """Linear warmup to ``peak``, then cosine decay to ``min_ratio × peak`` at the last step."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    span = max(1, total_steps - 1 - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def eval_steps(total_steps: int, points: int) -> list[int]:
-    """Steps (0 = before training) after which the validation loss is measured, log-spaced."""
-    logspaced = np.geomspace(1, total_steps, num=max(points, 1))
-    return sorted({0, total_steps, *(int(round(s)) for s in logspaced)})
-
-
-def plan_steps(cfg: TrainConfig, available_tokens: int) -> int:
-    """Optimiser steps of the cell; fails before any training when the budget cannot be met."""
-    if cfg.tokens + 1 > available_tokens:
-        raise ValueError(
-            f"token budget {cfg.tokens} exceeds the training split ({available_tokens} tokens) "
-            f"by {cfg.tokens + 1 - available_tokens}: lower the data size or enlarge the source"
-        )
-    windows = cfg.tokens // cfg.context
-    steps = windows * cfg.epochs // cfg.batch_size
-    if steps < 1:
-        raise ValueError(
-            f"token budget {cfg.tokens} is smaller than one batch "
-            f"({cfg.batch_size} × {cfg.context} = {cfg.batch_size * cfg.context} tokens)"
-        )
-    return steps
-
-
-def window_order(n_windows: int, epochs: int, seed: int) -> np.ndarray:
-    """Window indices for every epoch, each epoch its own seeded permutation."""
-    rng = np.random.default_rng(seed)
-    return np.concatenate([rng.permutation(n_windows) for _ in range(epochs)])
 
 
 def get_batch(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,8 +152,10 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
     """Train the cell; returns its metrics record and learning curve.
 
     Only the checkpoint is written, and only with a ``checkpointer``: then the
-    run resumes from it, saves it as the checkpointer decides, and raises
-    ``Stopped`` after saving when a stop signal has arrived.
+    run resumes from it (or starts from ``--branch-from``), saves it as the
+    checkpointer decides, and raises ``Stopped`` after saving when a stop
+    signal has arrived. With ``--branch-tokens`` it is a stable phase instead:
+    it writes the branch checkpoints and returns a summary and no curve.
     """
     started = time.perf_counter()
     device = devices.choose_device(cfg.device)
@@ -180,45 +170,62 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
     n_eval = min(cfg.eval_tokens, len(val_stream) - 1) // cfg.context
     if n_eval < 1:
         raise ValueError(f"validation split has {len(val_stream)} tokens, fewer than one window of {cfg.context}")
+    if cfg.branch_from and not Path(cfg.branch_from).exists():
+        raise FileNotFoundError(f"branch checkpoint {cfg.branch_from} does not exist: run the stable phase first")
 
     torch.manual_seed(cfg.seed)
     model = GPT(model_cfg).to(device)
     optimizer = make_optimizer(model, cfg, device)
     val_x, val_y = (t.to(device) for t in get_batch(val_stream, np.arange(n_eval) * cfg.context, cfg.context))
-    order = window_order(cfg.tokens // cfg.context, cfg.epochs, cfg.seed)
-    warmup = max(1, int(cfg.warmup_frac * steps))
-    evals = set(eval_steps(steps, cfg.eval_points))
+    order = window_order(cfg.tokens // cfg.context, cfg.epochs, cfg.seed, (len(train_stream) - 1) // cfg.context)
     flops = training_flops(model_cfg, 1)["flops_per_token"]
     tokens_per_step = cfg.batch_size * cfg.context
-    progress = checkpointer.resume(model, optimizer, device) if checkpointer else Progress()
-    curve, step = progress.curve, progress.step
+    progress = checkpointer.resume(model, optimizer, device, cfg.branch_from) if checkpointer else Progress()
+    schedule = cfg.schedule_for(steps)
+    if cfg.branch_tokens:
+        tracks = branch_tracks(cfg, progress, len(train_stream))
+        schedule, stop = tracks[-1].schedule, tracks[-1].schedule.branch_step
+        if any(t.schedule.branch_step <= progress.step and not t.branch.path.exists() for t in tracks):
+            raise FileNotFoundError(f"stable phase checkpoint at step {progress.step} but branch checkpoints in "
+                                    f"{cfg.branch_dir} are gone: delete {checkpointer.path} to start again")
+    else:
+        tracks = [Track(schedule, set(eval_steps(steps, cfg.eval_points)), progress.curve, progress.recent)]
+        stop = steps
+    step = progress.step
 
     status = "ok"
     while True:
+        for track in tracks:
+            if track.branch is not None and step == track.schedule.branch_step:
+                track.branch.save(model, optimizer, Progress(
+                    step, track.curve, track.recent, progress.train_seconds,
+                    progress.wall_seconds + time.perf_counter() - started, inherited_steps=step))
         # A resumed run starts at a step whose evaluation is already in the curve.
-        if step in evals and not (curve and curve[-1]["step"] == step):
-            curve.append({
+        due = [t for t in tracks if step in t.evals and step <= t.rows_until
+               and not (t.curve and t.curve[-1]["step"] == step)]
+        eval_loss = evaluate(model, val_x, val_y, autocast) if due else None
+        for track in due:
+            track.curve.append({
                 "step": step,
                 "tokens": step * tokens_per_step,
                 "flops": step * tokens_per_step * flops,
-                "train_loss": float(np.mean(progress.recent)) if progress.recent else float("nan"),
-                "eval_loss": evaluate(model, val_x, val_y, autocast),
-                "lr": lr_at(min(step, steps - 1), steps, cfg.lr, warmup, cfg.min_lr_ratio),
+                "train_loss": float(np.mean(track.recent)) if track.recent else float("nan"),
+                "eval_loss": eval_loss,
+                "lr": track.schedule.lr(min(step, track.schedule.steps - 1)),
             })
-            progress.recent = []
-        if step == steps:
+            track.recent.clear()
+        if step == stop:
             break
-        if checkpointer and checkpointer.due(step, at_eval=step in evals):
+        if checkpointer and checkpointer.due(step, at_eval=bool(due)):
             progress.step = step
             progress.wall_seconds += time.perf_counter() - started
             started = time.perf_counter()
             checkpointer.save(model, optimizer, progress)
             if checkpointer.signum is not None:
-                raise Stopped(checkpointer.signum, checkpointer.path, step, steps)
+                raise Stopped(checkpointer.signum, checkpointer.path, step, stop)
         t0 = time.perf_counter()
-        lr = lr_at(step, steps, cfg.lr, warmup, cfg.min_lr_ratio)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = schedule.lr(step)
         starts = order[step * cfg.batch_size : (step + 1) * cfg.batch_size] * cfg.context
         x, y = (t.to(device) for t in get_batch(train_stream, starts, cfg.context))
         with autocast():
@@ -231,11 +238,19 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        progress.recent.append(loss.item())
+        for track in tracks:
+            if track.branch is None or step < track.schedule.branch_step:
+                track.recent.append(loss.item())
         progress.train_seconds += time.perf_counter() - t0
         step += 1
 
+    if cfg.branch_tokens:
+        if status != "ok":
+            raise ValueError(f"the stable phase diverged at step {step}; its cells cannot branch from it "
+                             "(set training.branch: false to train them alone)")
+        return {"branches": {t.branch.path.name: t.schedule.branch_step for t in tracks}, "steps": step}, []
     trained_steps = step
+    curve = progress.curve
     tokens_trained = trained_steps * tokens_per_step
     eval_losses = [row["eval_loss"] for row in curve if math.isfinite(row["eval_loss"])]
     final = curve[-1] if status == "ok" else None
@@ -256,7 +271,11 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
         "val_loss_best": min(eval_losses) if eval_losses else None,
         "train_loss": final["train_loss"] if final else None,
         "optimal_loss": val_meta.get("optimal_loss_per_token"),
+        "C_budget": cfg.compute_budget or None,
         "steps": trained_steps,
+        # A cell branched from a WSD stable phase inherits its first steps; D and C count them all.
+        "steps_inherited": progress.inherited_steps,
+        "steps_trained": trained_steps - progress.inherited_steps,
         "wall_time_s": progress.wall_seconds + time.perf_counter() - started,
         "tokens_per_s": tokens_trained / progress.train_seconds if progress.train_seconds else None,
         "provenance": provenance(
@@ -292,8 +311,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    checkpointer = Checkpointer(cfg.checkpoint or default_path(cfg.metrics), asdict(cfg),
-                                cfg.checkpoint_every_steps, cfg.checkpoint_every_s)
+    try:
+        gpu_slots.claim(cfg.gpus)  # before anything initialises CUDA; held until the process ends
+    except gpu_slots.NoFreeGPU as error:
+        sys.exit(f"error: {error}")
+    # A stable phase keeps its own checkpoint among its branches: both go (or stay) together.
+    path = cfg.checkpoint or (Path(cfg.branch_dir) / "stable.checkpoint.pt" if cfg.branch_tokens
+                              else default_path(cfg.metrics))
+    checkpointer = Checkpointer(path, asdict(cfg), cfg.checkpoint_every_steps, cfg.checkpoint_every_s)
     checkpointer.install_signal_handlers()
     try:
         metrics, curve = train(cfg, checkpointer)
@@ -302,6 +327,11 @@ def main(argv: list[str] | None = None) -> None:
     except Stopped as stop:
         print(stop, file=sys.stderr)
         sys.exit(stop.exit_code)
+    if cfg.branch_tokens:
+        checkpointer.remove()
+        print(f"{cfg.experiment} {cfg.model_name} seed={cfg.seed}: stable phase of {metrics['steps']} steps, "
+              f"branches at steps {metrics['branches']}")
+        return
     # The curve first, metrics.json last: its presence marks a finished cell, and the checkpoint goes.
     atomic_write_text(cfg.curve, curve_csv(curve))
     atomic_write_json(cfg.metrics, metrics)
