@@ -2,6 +2,7 @@
 
 import json
 import math
+import platform
 import subprocess
 import sys
 
@@ -105,6 +106,11 @@ def test_command_line_writes_outputs_and_reports_bad_budget_in_one_line(token_fi
                           "--metrics", str(tmp_path / "bad.json")], capture_output=True, text=True)
     assert bad.returncode != 0 and bad.stderr.strip().startswith("error: token budget 99999 exceeds")
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.json").exists()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keeping freed memory is a glibc setting")
+def test_cpu_cells_keep_freed_memory_on_glibc():
+    assert devices.keep_freed_memory()
 
 
 def test_device_choice_and_precision(monkeypatch):

@@ -9,6 +9,7 @@ fp32 keeps resumed runs bitwise equal to uninterrupted ones.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 
 import torch
 
@@ -42,9 +43,26 @@ def choose_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def keep_freed_memory() -> bool:
+    """Keep large freed blocks in the process (glibc only); True when applied.
+
+    By default glibc hands every large freed tensor back to the kernel, so each
+    step page-faults its logits in again: measured 2x slower at vocabulary 8192
+    (benchmarks/train_throughput.py). The cost: a process holds its peak memory.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to do
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
 def configure(device: torch.device, threads: int) -> None:
     """Process-wide settings for ``device``."""
     torch.set_num_threads(threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     if device.type == "cuda":
         # TF32 keeps fp32's range with a 10-bit mantissa; the fp32 parts (optimiser, loss) run faster.
         torch.backends.cuda.matmul.allow_tf32 = True
