@@ -4,6 +4,8 @@ The cluster (Debian's slurmctld, slurmd, slurm-client and munge, installed by
 .ci/run) is brought up by tests/slurm/slurm-up.sh as root and stopped by the
 pids it wrote, whatever the test does. Without the packages or root the test
 fails: it is the only check that `snakemake --profile slurm` really submits.
+A second study has one cell of a few seconds that is `scancel`led mid-training:
+Snakemake retries it and it resumes from its checkpoint, ending as an uninterrupted run.
 """
 
 import json
@@ -13,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -158,3 +161,109 @@ def test_tiny_study_through_slurm_matches_local(slurm_cluster, tmp_path):
           f"local {local_s:.0f} s, SLURM {slurm_s:.0f} s in {len(submitted)} sbatch jobs; "
           f"training cells side by side: wave {train_wave_s(slurm.stdout):.0f} s "
           f"for cells of at most {max(benchmarks):.1f} s")
+
+
+# One cell of a few seconds (1,024 steps) beside nothing else, to be cancelled mid-training.
+RESUME_CONFIG = {
+    "datasets": {"synthetic": {**TINY_CONFIG["datasets"]["synthetic"],
+                               "symbols": {"train": 300000, "val": 4000, "test": 4000}}},
+    "tokenizers": TINY_CONFIG["tokenizers"],
+    "experiments": {"resume": {**TINY_CONFIG["experiments"]["tiny"],
+                               "models": [{"n_layer": 2, "d_model": 32, "n_head": 2}],
+                               "data_sizes": [262144]}},
+}
+RESUME_CELL = "results/resume/runs/L2-d32-h2/D262144/seed0/metrics.json"
+RESUME_LOG = "results/resume/logs/train/L2-d32-h2/D262144/seed0.log"
+
+
+def cancel_when_checkpointed(checkpoint: Path, cancelled: dict, timeout: float = 240) -> None:
+    """Watcher thread: once the cell has written a checkpoint, `scancel` its SLURM job and
+    note what the job and the checkpoint were like after the cancel."""
+    deadline = time.monotonic() + timeout
+    while not checkpoint.exists():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    # The only job running now is the cell's (the data job has finished before it was submitted).
+    shown = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%j|%k"],
+                           capture_output=True, text=True).stdout.split()
+    running = [line.split("|", 2) for line in shown]
+    cells = [job for job in running if "train" in job[2]] or running
+    if len(cells) != 1:
+        cancelled["error"] = f"expected one running training job, squeue shows {running}"
+        return
+    cancelled["job"], _, cancelled["comment"] = cells[0]
+    subprocess.run(["scancel", cancelled["job"]], check=True)
+    cancelled["at"], state = time.monotonic(), ""
+    while time.monotonic() < deadline:  # until SLURM has ended it (SIGTERM; SIGKILL after KillWait)
+        state = subprocess.run(["squeue", "-h", "-j", cancelled["job"], "-t", "all", "-o", "%T"],
+                               capture_output=True, text=True).stdout.strip()
+        if state not in ("RUNNING", "COMPLETING"):
+            break
+        time.sleep(0.1)
+    cancelled["state"], cancelled["ended_s"] = state, time.monotonic() - cancelled["at"]
+    cancelled["checkpoint_left"] = checkpoint.exists()
+
+
+def test_cancelled_cell_is_retried_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
+    """`scancel` mid-training: the cell checkpoints on SIGTERM, the plugin reports the job
+    CANCELLED as failed, Snakemake submits it again (--retries 1) and the retry resumes from
+    the checkpoint (not a declared output, so it is not deleted), ending with the losses of
+    an uninterrupted run."""
+    local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
+    for workdir in (local_dir, slurm_dir):
+        workdir.mkdir()
+        write_config(workdir / "resume.yaml", RESUME_CONFIG)
+    local, local_s = run_workflow(local_dir, RESUME_CELL, "--cores", "2",
+                                  "--configfile", str(local_dir / "resume.yaml"))
+    assert local.returncode == 0, local.stdout[-3000:]
+
+    checkpoint = (slurm_dir / RESUME_CELL).with_name("metrics.checkpoint.pt")
+    cancelled: dict = {}
+    watcher = threading.Thread(target=cancel_when_checkpointed, args=(checkpoint, cancelled), daemon=True)
+    watcher.start()
+    slurm, slurm_s = run_workflow(slurm_dir, RESUME_CELL, "--profile", "slurm", "--profile", "tests/slurm/profile",
+                                  "--retries", "1", "--configfile", str(slurm_dir / "resume.yaml"))
+    watcher.join(timeout=60)
+    assert "job" in cancelled, f"{cancelled}\n{slurm.stdout[-3000:]}"
+    assert slurm.returncode == 0, slurm.stdout[-5000:]
+
+    # SLURM ended the job as CANCELLED; the plugin reported it failed and Snakemake submitted the cell again.
+    assert cancelled["state"] == "CANCELLED", cancelled
+    assert slurm_jobs()[cancelled["job"]]["JobState"] == "CANCELLED"
+    # (the plugin's "SLURM status is: 'CANCELLED'" message is not printed: Snakemake's GroupJob.log_error
+    # drops it, and small cells run as group jobs; SLURM's own log of the job says it)
+    slurm_log = slurm_dir / ".snakemake/slurm_logs/group_train_small_train_cell" / f"{cancelled['job']}.log"
+    assert f"JOB {cancelled['job']} ON" in slurm_log.read_text() and "CANCELLED AT" in slurm_log.read_text()
+    assert "Error in group train_small" in slurm.stdout, slurm.stdout[-3000:]
+    assert "Trying to restart job" in slurm.stdout, slurm.stdout[-3000:]
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", slurm.stdout)
+    retry = submitted[submitted.index(cancelled["job"]) + 1:]
+    assert len(retry) == 1 and slurm_jobs()[retry[0]]["JobState"] == "COMPLETED", (submitted, cancelled)
+
+    # The retry resumed from the checkpoint, which survived the failed job's cleanup, and removed it at the end.
+    assert cancelled["checkpoint_left"], cancelled
+    log = (slurm_dir / RESUME_LOG).read_text()
+    resumed = re.findall(r"resuming from checkpoint \S+metrics\.checkpoint\.pt at step (\d+)", log)
+    runs = (("local", local_dir), ("slurm", slurm_dir))
+    metrics = {name: json.loads((d / RESUME_CELL).read_text()) for name, d in runs}
+    steps = metrics["local"]["steps"]
+    assert len(resumed) == 1 and 0 < int(resumed[0]) < steps, log
+    # The cancelled attempt's log, which Snakemake printed before the retry overwrote it: the cell caught
+    # SIGTERM and checkpointed at the next step (had SIGKILL come first, the last periodic checkpoint
+    # would have been resumed instead, with the same final numbers).
+    stopped = re.findall(r"received SIGTERM: checkpoint written to \S+ at step (\d+)/(\d+); "
+                         r"exiting with status 143", slurm.stdout)
+    assert set(stopped) == {(resumed[0], str(steps))}, slurm.stdout[-3000:]  # printed for the group and its job
+    assert metrics["slurm"]["provenance"]["resumed_from_steps"] == [int(resumed[0])]
+    assert metrics["local"]["provenance"]["resumed_from_steps"] == []
+    assert not checkpoint.exists()
+
+    # The same numbers as the uninterrupted local run, bit for bit (one CPU thread each).
+    for key in ("status", "steps", "D", "val_loss", "val_loss_best", "train_loss"):
+        assert metrics["slurm"][key] == metrics["local"][key], key
+    curves = {name: pd.read_csv((d / RESUME_CELL).with_name("curve.csv")) for name, d in runs}
+    pd.testing.assert_frame_equal(curves["local"], curves["slurm"], check_exact=True)
+    print(f"\ncancelled SLURM job {cancelled['job']} ({cancelled['comment']}) "
+          f"{cancelled['ended_s']:.1f} s after scancel, state {cancelled['state']}; retried as job {retry[0]}, "
+          f"resumed at step {resumed[0]}/{steps}; local {local_s:.0f} s, SLURM {slurm_s:.0f} s")
