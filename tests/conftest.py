@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workflow_scripts.io import read_json
+from workflow_scripts.sources import prepare_dataset
+from workflow_scripts.tokenizer import train_tokenizer
+from workflow_scripts.tokens import tokenize_split
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 TINYSHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
@@ -52,10 +57,16 @@ def tiny_config():
     return copy.deepcopy(TINY_CONFIG)
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in ``workdir`` with the interpreter running the tests."""
+def snakemake_env(workdir: Path) -> dict[str, str]:
+    """The environment of a snakemake run: the tests' interpreter first on PATH, so jobs use it too."""
     env = dict(os.environ, PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
     env.setdefault("MPLCONFIGDIR", str(workdir / ".mplconfig"))
+    return env
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` with the interpreter running the tests."""
+    env = snakemake_env(workdir)
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
          "--directory", str(workdir), *args],
@@ -71,3 +82,28 @@ def write_config(path: Path, config: dict) -> Path:
 @pytest.fixture
 def run_snakemake():
     return snakemake
+
+
+# Token files of a small synthetic language, shared by the training, resume and branching tests.
+@pytest.fixture(scope="module")
+def token_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokens")
+    spec = {"source": "generator", "generator": "hmm_language",
+            "hmm": {"n_states": 8, "vocab_size": 16, "zipf_exponent": 2.0, "transition_concentration": 0.05, "seed": 3},
+            "symbols": {"train": 30000, "val": 3000, "test": 1000}}
+    prepare_dataset(spec, root / "raw")
+    train_tokenizer({"kind": "char"}, root / "raw" / "train.txt", root / "tokenizer.json")
+    source = read_json(root / "raw" / "source.json")
+    for split in ("train", "val"):
+        tokenize_split(root / "tokenizer.json", root / "raw" / f"{split}.txt", root / f"{split}.bin",
+                       root / f"{split}.json", source_meta=source, split=split)
+    return root
+
+
+def small_cell(root, **overrides):
+    """A one-layer cell on ``token_files``, a second or so of training."""
+    from workflow_scripts.train import TrainConfig  # torch loads only for the tests that train
+
+    settings = dict(train_tokens=str(root / "train.bin"), val_tokens=str(root / "val.bin"), n_layer=1, d_model=16,
+                    n_head=2, context=32, tokens=8192, batch_size=8, eval_tokens=1024, eval_points=4, seed=0)
+    return TrainConfig(**(settings | overrides))

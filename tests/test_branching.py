@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import write_config
-from test_train import small_cell, token_files  # noqa: F401 (a fixture)
+from conftest import small_cell, write_config
 from test_workflow import planned_jobs
 from workflow_scripts.checkpoint import Checkpointer
 from workflow_scripts.config import expand_grid, train_arguments, validate_config
@@ -28,13 +27,13 @@ def wsd_cell(root, **overrides):
 
 
 @pytest.fixture(scope="module")
-def alone(token_files):  # noqa: F811
+def alone(token_files):
     """Each budget's cell trained from scratch with WSD."""
     return {d: train(wsd_cell(token_files, tokens=d)) for d in SIZES}
 
 
 @pytest.fixture(scope="module")
-def branches(token_files, tmp_path_factory):  # noqa: F811
+def branches(token_files, tmp_path_factory):
     folder = tmp_path_factory.mktemp("branches")
     stable = wsd_cell(token_files, tokens=max(SIZES), branch_tokens=",".join(map(str, SIZES)),
                       branch_dir=str(folder))
@@ -42,7 +41,7 @@ def branches(token_files, tmp_path_factory):  # noqa: F811
     return folder, summary
 
 
-def test_branched_cells_equal_cells_trained_alone_bitwise(token_files, alone, branches, tmp_path):  # noqa: F811
+def test_branched_cells_equal_cells_trained_alone_bitwise(token_files, alone, branches, tmp_path):
     folder, summary = branches
     # Cooldowns of 30% of 16, 32 and 80 steps start at 11, 22 and 56; the stable phase stops at 56.
     assert summary == {"branches": {"4096.pt": 11, "8192.pt": 22, "20480.pt": 56}, "steps": 56}
@@ -57,7 +56,7 @@ def test_branched_cells_equal_cells_trained_alone_bitwise(token_files, alone, br
         assert metrics["C"] == reference["C"]  # compute counts the whole D, inherited prefix included
 
 
-def test_branch_of_other_flags_is_not_used(token_files, alone, branches, tmp_path, capsys):  # noqa: F811
+def test_branch_of_other_flags_is_not_used(token_files, alone, branches, tmp_path, capsys):
     folder, _ = branches
     other = wsd_cell(token_files, tokens=4096, lr=0.01, branch_from=str(folder / "4096.pt"))
     metrics, _ = train(other, Checkpointer(tmp_path / "own.pt", asdict(other)))
@@ -66,7 +65,7 @@ def test_branch_of_other_flags_is_not_used(token_files, alone, branches, tmp_pat
     assert metrics["val_loss"] == train(replace(other, branch_from=""))[0]["val_loss"]
 
 
-def test_stable_phase_refuses_an_inconsistent_plan(token_files, tmp_path):  # noqa: F811
+def test_stable_phase_refuses_an_inconsistent_plan(token_files, tmp_path):
     with pytest.raises(ValueError, match="--branch-tokens 4096,8192: expected the largest to be --tokens 20480"):
         train(wsd_cell(token_files, tokens=20480, branch_tokens="4096,8192", branch_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="a stable phase needs --schedule wsd, --warmup-steps > 0 and --epochs 1"):
@@ -75,7 +74,7 @@ def test_stable_phase_refuses_an_inconsistent_plan(token_files, tmp_path):  # no
         train(wsd_cell(token_files, branch_from=str(tmp_path / "missing.pt")))
 
 
-def test_stable_phase_and_cooldown_from_the_command_line(token_files, alone, tmp_path):  # noqa: F811
+def test_stable_phase_and_cooldown_from_the_command_line(token_files, alone, tmp_path):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in asdict(wsd_cell(token_files, tokens=8192)).items()
              if k in {"train_tokens", "val_tokens", "n_layer", "d_model", "n_head", "context", "batch_size",
                       "eval_tokens", "eval_points", "seed", "tokens", *WSD}]

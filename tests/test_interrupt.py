@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINY_CONFIG, snakemake, write_config
+from conftest import REPO, TINY_CONFIG, snakemake, snakemake_env, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +33,7 @@ CELL_JOB = re.compile(r"rule train_cell:\n(?:    .*\n)*?    output: (\S+/metrics
 
 def start(workdir: Path, log: Path) -> subprocess.Popen:
     """snakemake in its own process group (so a signal can reach its jobs too), its output in ``log``."""
-    env = dict(os.environ, PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"])),
-               MPLCONFIGDIR=str(workdir / ".mplconfig"))
+    env = snakemake_env(workdir)
     with log.open("w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "snakemake", TARGET, "--snakefile", str(REPO / "Snakefile"),

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from test_train import small_cell, token_files  # noqa: F401 (a fixture)
+from conftest import small_cell
 from workflow_scripts.checkpoint import Checkpointer, default_path
 from workflow_scripts.train import train
 
@@ -59,14 +59,14 @@ def numbers(out):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(token_files, tmp_path_factory):  # noqa: F811
+def uninterrupted(token_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
     finish(command(token_files, out))
     assert not default_path(out / "metrics.json").exists()  # a finished cell removes its checkpoint
     return numbers(out)
 
 
-def test_killed_job_resumes_to_identical_numbers(token_files, uninterrupted, tmp_path):  # noqa: F811
+def test_killed_job_resumes_to_identical_numbers(token_files, uninterrupted, tmp_path):
     cmd = command(token_files, tmp_path, "--checkpoint-every-steps", "1")
     ckpt = default_path(tmp_path / "metrics.json")
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -86,7 +86,7 @@ def test_killed_job_resumes_to_identical_numbers(token_files, uninterrupted, tmp
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
-def test_stop_signal_checkpoints_exits_nonzero_and_resumes(token_files, uninterrupted, tmp_path, signum):  # noqa: F811
+def test_stop_signal_checkpoints_exits_nonzero_and_resumes(token_files, uninterrupted, tmp_path, signum):
     # The default cadence: the first checkpoint comes at the first evaluation point (step 1),
     # which also proves the signal handlers are installed.
     cmd = command(token_files, tmp_path)
@@ -106,7 +106,7 @@ def test_stop_signal_checkpoints_exits_nonzero_and_resumes(token_files, uninterr
     assert numbers(tmp_path) == uninterrupted
 
 
-def test_checkpoint_of_other_flags_is_not_resumed(token_files, tmp_path, capsys):  # noqa: F811
+def test_checkpoint_of_other_flags_is_not_resumed(token_files, tmp_path, capsys):
     path = tmp_path / "cell.checkpoint.pt"
     cell = small_cell(token_files, dropout=0.1)
     other = small_cell(token_files, dropout=0.1, lr=0.01)

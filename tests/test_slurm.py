@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINY_CONFIG, write_config
+from conftest import REPO, TINY_CONFIG, snakemake_env, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,7 @@ def run_workflow(workdir: Path, *args: str, timeout: int = 300) -> tuple[subproc
 
     On timeout it is stopped with SIGINT, on which it cancels its SLURM jobs.
     """
-    env = dict(os.environ, PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"])))
-    env.setdefault("MPLCONFIGDIR", str(workdir / ".mplconfig"))
+    env = snakemake_env(workdir)
     command = [sys.executable, "-m", "snakemake", *args, "--directory", str(workdir)]
     start = time.perf_counter()
     with subprocess.Popen(command, cwd=REPO, env=env, text=True,

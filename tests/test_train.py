@@ -11,35 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import small_cell
 from workflow_scripts import device as devices
 from workflow_scripts.io import read_json
-from workflow_scripts.sources import prepare_dataset
-from workflow_scripts.tokenizer import train_tokenizer
-from workflow_scripts.tokens import tokenize_split
 from workflow_scripts import train as training
 from workflow_scripts.model import GPT, GPTConfig
-from workflow_scripts.train import TrainConfig, plan_steps, train, window_order
-
-
-@pytest.fixture(scope="module")
-def token_files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tokens")
-    spec = {"source": "generator", "generator": "hmm_language",
-            "hmm": {"n_states": 8, "vocab_size": 16, "zipf_exponent": 2.0, "transition_concentration": 0.05, "seed": 3},
-            "symbols": {"train": 30000, "val": 3000, "test": 1000}}
-    prepare_dataset(spec, root / "raw")
-    train_tokenizer({"kind": "char"}, root / "raw" / "train.txt", root / "tokenizer.json")
-    source = read_json(root / "raw" / "source.json")
-    for split in ("train", "val"):
-        tokenize_split(root / "tokenizer.json", root / "raw" / f"{split}.txt", root / f"{split}.bin",
-                       root / f"{split}.json", source_meta=source, split=split)
-    return root
-
-
-def small_cell(root, **overrides):
-    settings = dict(train_tokens=str(root / "train.bin"), val_tokens=str(root / "val.bin"), n_layer=1, d_model=16,
-                    n_head=2, context=32, tokens=8192, batch_size=8, eval_tokens=1024, eval_points=4, seed=0)
-    return TrainConfig(**(settings | overrides))
+from workflow_scripts.train import plan_steps, train, window_order
 
 
 def test_same_cell_twice_gives_identical_numbers(token_files):

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from workflow_scripts import isoflops
+from workflow_scripts import isoflops, laws
 from workflow_scripts import plot_style as ps
 from workflow_scripts.figures import cells_of, usable_runs
 from workflow_scripts.figures_curves import compute_frontier, load_curves
@@ -139,15 +139,13 @@ def parameters_figure(runs, fits, curves=None):
 def _isoflop_runs(runs, fits) -> tuple[pd.DataFrame | None, str]:
     """Usable cells with their planned budget C_budget (a column, or the data name C<budget>)."""
     runs = usable_runs(runs, fits.get("experiment"))
-    if "C_budget" not in runs.columns:
-        names = runs["data"].astype(str)
-        if runs.empty or not names.str.match(r"^C[0-9.eE+-]+$").all():
-            return None, "not an IsoFLOP grid (no C_budget column, data not named C<budget>)"
-        runs = runs.assign(C_budget=names.str[1:].astype(float))
-    runs = runs[pd.to_numeric(runs["C_budget"], errors="coerce") > 0]
     if runs.empty:
         return None, "no usable cell with a compute budget"
-    return runs.astype({"C_budget": float}), ""
+    runs = runs.assign(C_budget=laws.budgets(runs))  # the fit stage's reading of a cell's budget
+    runs = runs[runs["C_budget"] > 0]  # a data-size cell's budget is NaN
+    if runs.empty:
+        return None, "not an IsoFLOP grid (no C_budget, data not named C<budget>)"
+    return runs, ""
 
 
 def _fit_isoflops(runs: pd.DataFrame) -> dict:

@@ -75,8 +75,9 @@ def frontier(usable: pd.DataFrame) -> pd.DataFrame:
     A cell is on it when no cell of at most its compute reaches a lower mean loss over seeds
     (the Pareto frontier of (C, L)): the best loss bought with C, which L(C) describes
     (Kaplan et al. 2020, Eq. 1.3 and §6, where the envelope of learning curves plays this
-    role; final losses only here, so every point is a fully trained cell). A lower convex hull in log-log space would also drop efficient cells lying above
-    a chord; that presumes the curvature the fit is meant to measure, so it is not used.
+    role; final losses only here, so every point is a fully trained cell). A lower convex hull
+    in log-log space would also drop efficient cells lying above a chord; that presumes the
+    curvature the fit is meant to measure, so it is not used.
     """
     if usable.empty:
         return usable

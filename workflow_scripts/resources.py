@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from workflow_scripts.config import Cell
+from workflow_scripts.config import Cell, nonembedding_parameters
 
 MB = 1024 * 1024
 # A fresh `python -m workflow_scripts.train` (torch, numpy) peaks near 330 MB
@@ -51,8 +51,8 @@ def vocab_bound(tokenizer: dict) -> int:
 
 def parameter_bound(cell: Cell, d_ff: int, context: int, vocab: int) -> int:
     """Weights of the cell's GPT, with embeddings (as model.count_parameters, without torch)."""
-    d = cell.d_model
-    return cell.n_layer * (4 * d * d + 2 * d * d_ff + 2 * d) + d + (vocab + context) * d
+    embeddings = (vocab + context) * cell.d_model  # tokens and positions
+    return nonembedding_parameters(cell.n_layer, cell.d_model, d_ff) + embeddings
 
 
 def train_mem_mb(cell: Cell, d_ff: int, context: int, vocab: int, batch_size: int, attempt: int = 1) -> int:

@@ -238,9 +238,10 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        loss_value = loss.item()
         for track in tracks:
             if track.branch is None or step < track.schedule.branch_step:
-                track.recent.append(loss.item())
+                track.recent.append(loss_value)
         progress.train_seconds += time.perf_counter() - t0
         step += 1
 
