@@ -32,7 +32,8 @@ rule aggregate:
 
 rule fit:
     input:
-        "results/{experiment}/runs.csv",
+        runs="results/{experiment}/runs.csv",
+        curves="results/{experiment}/curves.parquet",
     output:
         "results/{experiment}/fits.json",
     log:
@@ -44,7 +45,8 @@ rule fit:
     params:
         flags=get_fit_flags,
     shell:
-        "python -m workflow_scripts.fit --runs {input} --out {output} {params.flags} > {log} 2>&1"
+        "python -m workflow_scripts.fit --runs {input.runs} --curves {input.curves}"
+        " --out {output} {params.flags} > {log} 2>&1"
 
 
 rule tables:
@@ -129,6 +131,27 @@ rule figures:
             labels={"figure": "fitted parameters"},
         ),
         parameters_pdf="results/{experiment}/figures/parameters.pdf",
+        approach1_png=report(
+            "results/{experiment}/figures/approach1.png",
+            caption="report/approach1.rst",
+            category="{experiment}",
+            labels={"figure": "approach 1 envelope"},
+        ),
+        approach1_pdf="results/{experiment}/figures/approach1.pdf",
+        accuracy_vs_C_png=report(
+            "results/{experiment}/figures/accuracy_vs_C.png",
+            caption="report/accuracy_vs_C.rst",
+            category="{experiment}",
+            labels={"figure": "accuracy vs C"},
+        ),
+        accuracy_vs_C_pdf="results/{experiment}/figures/accuracy_vs_C.pdf",
+        kaplan_png=report(
+            "results/{experiment}/figures/kaplan.png",
+            caption="report/kaplan.rst",
+            category="{experiment}",
+            labels={"figure": "Kaplan joint laws"},
+        ),
+        kaplan_pdf="results/{experiment}/figures/kaplan.pdf",
     log:
         "results/{experiment}/logs/figures.log",
     benchmark:
@@ -146,4 +169,35 @@ rule figures:
         " --figure N_opt {output.N_opt_png} {output.N_opt_pdf}"
         " --figure residuals {output.residuals_png} {output.residuals_pdf}"
         " --figure parameters {output.parameters_png} {output.parameters_pdf}"
+        " --figure approach1 {output.approach1_png} {output.approach1_pdf}"
+        " --figure accuracy_vs_C {output.accuracy_vs_C_png} {output.accuracy_vs_C_pdf}"
+        " --figure kaplan {output.kaplan_png} {output.kaplan_pdf}"
         " > {log} 2>&1"
+
+
+# Variants side by side: this experiment and those its analysis.compare names.
+rule compare:
+    input:
+        runs=get_compare_files("runs.csv"),
+        fits=get_compare_files("fits.json"),
+    output:
+        png=report(
+            "results/{experiment}/figures/compare.png",
+            caption="report/compare.rst",
+            category="{experiment}",
+            labels={"figure": "variants compared"},
+        ),
+        pdf="results/{experiment}/figures/compare.pdf",
+        csv=report(
+            "results/{experiment}/compare.csv",
+            caption="report/compare_table.rst",
+            category="{experiment}",
+            labels={"table": "exponents of variants"},
+        ),
+    log:
+        "results/{experiment}/logs/compare.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m workflow_scripts.compare --runs {input.runs} --fits {input.fits}"
+        " --png {output.png} --pdf {output.pdf} --csv {output.csv} > {log} 2>&1"

@@ -18,17 +18,17 @@ os.environ.update(
     PATH=os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", ""))),
 )
 
-from workflow_scripts.config import (
-    ConfigError,
+from workflow_scripts.config import ConfigError, check_config, describe_validation_error
+from workflow_scripts.grid import (
     as_flags,
     branch_groups,
-    check_config,
-    describe_validation_error,
     expand_grid,
     grid_warnings,
     train_arguments,
 )
+from workflow_scripts.ddp import launcher
 from workflow_scripts.download import download_name, download_path
+from workflow_scripts.samples import local_input_files
 from workflow_scripts.resources import train_group, train_resources
 
 # Stop with one line naming the key, the value and what was expected.
@@ -57,7 +57,7 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
     tokenizer="[A-Za-z0-9_.-]+",
     split="train|val|test",
-    model=r"L\d+-d\d+-h\d+",
+    model=r"L\d+-d\d+-h\d+|(mlp|cnn)-L\d+-w\d+",
     data=r"D\d+|C\d+(\.\d+)?e-?\d+",
     seed=r"seed\d+",
     download=r"[0-9a-f]{16}-[A-Za-z0-9._-]+",
@@ -91,6 +91,11 @@ def get_dataset_download(wildcards):
     if spec["source"] != "url":
         return []
     return str(download_path(spec["url"], spec["sha256"]))
+
+
+def get_local_inputs(wildcards):
+    """The files a local dataset reads, so that editing one re-runs its preparation."""
+    return local_input_files(get_dataset_spec(wildcards))
 
 
 def get_download(wildcards):
@@ -127,18 +132,48 @@ def get_stable_flags(wildcards):
     arguments = train_arguments(config, cells[-1])
     arguments.pop("threads")
     arguments["branch_tokens"] = ",".join(str(c.tokens) for c in cells)
+    # The same transfer set as its cells: it is part of the branch checkpoints' identity.
+    arguments.update(get_transfer_arguments(wildcards))
     return as_flags(arguments)
 
 
+def get_transfer_arguments(wildcards):
+    transfer = get_experiment(wildcards)["transfer"]
+    if not transfer or get_experiment(wildcards)["model"]["family"] != "transformer":
+        return {}
+    return {
+        "transfer_tokens": get_cell_tokens(wildcards)["transfer"],
+        "transfer_name": transfer,
+    }
+
+
 def get_cell_tokens(wildcards):
+    """Token files of the cell's splits, and of its experiment's transfer set if it has one."""
     exp = get_experiment(wildcards)
     folder = f"results/data/{exp['dataset']}/{exp['tokenizer']}"
-    return {
-        "train": f"{folder}/train.bin",
-        "train_meta": f"{folder}/train.json",
-        "val": f"{folder}/val.bin",
-        "val_meta": f"{folder}/val.json",
+    files = {
+        f"{split}{suffix}": f"{folder}/{split}.{ext}"
+        for split in ("train", "val", "test")
+        for suffix, ext in (("", "bin"), ("_meta", "json"))
     }
+    if exp["transfer"]:
+        files["transfer"] = f"{folder}/transfer/{exp['transfer']}.bin"
+        files["transfer_meta"] = f"{folder}/transfer/{exp['transfer']}.json"
+    return files
+
+
+def get_cell_samples(wildcards):
+    """The samples files of an mlp or cnn cell's dataset (rule prepare_samples)."""
+    folder = f"results/data/{get_experiment(wildcards)['dataset']}/samples"
+    return [
+        f"{folder}/{split}.{ext}"
+        for split in ("train", "val", "test")
+        for ext in ("x.npy", "y.npy", "json")
+    ]
+
+
+def get_samples_folder(wildcards):
+    return f"results/data/{get_experiment(wildcards)['dataset']}/samples"
 
 
 def get_train_flags(wildcards):
@@ -146,6 +181,7 @@ def get_train_flags(wildcards):
     arguments = train_arguments(config, cell)
     if get_branch_group(wildcards):
         arguments["branch_from"] = f"{get_branch_folder(cell)}/{cell.tokens}.pt"
+    arguments.update(get_transfer_arguments(wildcards))
     arguments.pop(
         "threads"
     )  # taken from the rule's threads, which Snakemake may scale down
@@ -153,7 +189,19 @@ def get_train_flags(wildcards):
 
 
 def get_train_threads(wildcards):
-    return get_experiment(wildcards)["training"]["threads"]
+    """CPU threads of the job: training.threads for each of its processes (one per GPU under DDP)."""
+    exp = get_experiment(wildcards)
+    return exp["training"]["threads"] * max(1, exp["resources"]["gpu"])
+
+
+def get_launcher(wildcards, resources):
+    """``python -m workflow_scripts.train``, or its data-parallel wrapper for cells with several GPUs."""
+    return launcher(resources.gpu)
+
+
+def get_process_threads(wildcards, threads, resources):
+    """Torch threads of each training process: the job's threads shared among its processes."""
+    return max(1, threads // max(1, resources.gpu))
 
 
 # Scheduler resources of a cell, from its size and budget; memory and time grow
@@ -207,7 +255,38 @@ def get_fit_flags(wildcards):
         flags += ["--laws", ",".join(analysis["laws"])]
     if not analysis.get("irreducible", True):
         flags.append("--no-irreducible")
+    flags += ["--approach1-points", analysis.get("approach1_points", "auto")]
+    flags += ["--curve-skip", analysis.get("curve_skip", 0.1)]
     return " ".join(shlex.quote(str(flag)) for flag in flags)
+
+
+def get_compared(experiment):
+    """The experiment and those its analysis compares it with, itself first."""
+    others = config["experiments"][experiment]["analysis"].get("compare", [])
+    unknown = [o for o in others if o not in config["experiments"] or o == experiment]
+    if unknown:
+        raise ValueError(
+            f"experiments.{experiment}.analysis.compare names {', '.join(map(repr, unknown))}; "
+            f"expected other experiments among {', '.join(config['experiments'])}"
+        )
+    return [experiment, *others]
+
+
+def get_compare_files(name):
+    """An input function: the file ``name`` of the experiment and of each it compares with."""
+
+    def files(wildcards):
+        return [f"results/{e}/{name}" for e in get_compared(wildcards.experiment)]
+
+    return files
+
+
+# Checked at parse time: a bad name stops the workflow before any job, in one line.
+for _experiment in config["experiments"]:
+    try:
+        get_compared(_experiment)
+    except ValueError as error:
+        sys.exit(str(error))
 
 
 # Every figure of rule figures, each as PNG and PDF.
@@ -220,11 +299,14 @@ FIGURES = (
     "N_opt",
     "residuals",
     "parameters",
+    "approach1",
+    "accuracy_vs_C",
+    "kaplan",
 )
 
 
 def get_final_outputs():
-    return [
+    outputs = [
         f"results/{experiment}/{name}"
         for experiment in config["experiments"]
         for name in (
@@ -235,9 +317,18 @@ def get_final_outputs():
             "fits.csv",
             "fits.tex",
         )
-    ] + [
+    ]
+    outputs += [
         f"results/{experiment}/figures/{name}.{ext}"
         for experiment in config["experiments"]
         for name in FIGURES
         for ext in ("png", "pdf")
     ]
+    # Variants side by side, for experiments that name others in analysis.compare.
+    outputs += [
+        f"results/{experiment}/{name}"
+        for experiment in config["experiments"]
+        if config["experiments"][experiment]["analysis"].get("compare")
+        for name in ("figures/compare.png", "figures/compare.pdf", "compare.csv")
+    ]
+    return outputs

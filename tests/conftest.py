@@ -2,7 +2,6 @@
 
 import copy
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +49,20 @@ TINY_CONFIG = {
 
 # A 243-start grid for the parametric law (the full one has 4,500): the same code path, seconds not minutes.
 SMALL_GRID = {"a": (0, 5, 10), "b": (0, 5, 10), "alpha": (0, 0.5, 1), "beta": (0, 0.5, 1), "e": (-1, 0, 1)}
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """Never touch the network or the user's cache: offline mode, a private cache folder (here and in jobs)."""
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # for snakemake's jobs
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mplconfig"))
 
 
 @pytest.fixture

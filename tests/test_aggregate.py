@@ -152,3 +152,18 @@ def test_missing_curve_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no learning curve beside"):
         main(["--out", str(tmp_path / "runs.csv"), "--curves", str(tmp_path / "curves.parquet"), str(path)])
     assert not (tmp_path / "runs.csv").exists()  # nothing half-written
+
+
+def test_samples_cells_say_d_counts_samples(tmp_path):
+    # A classifier cell of a samples dataset (contracts §3): FLOPs per sample, a curve in samples with accuracy.
+    sample = write(tmp_path, "mlp", metrics(model="mlp-L2-w16", flops_per_sample=3e4, val_accuracy=0.8))
+    token = write(tmp_path, "gpt", metrics(flops_per_token=1.8e5))
+    pd.DataFrame({"step": [0, 1, 2], "samples": [0, 64, 128], "flops": [0.0, 2e6, 4e6], "train_loss": [2.3, 2.0, 1.5],
+                  "eval_loss": [2.3, 1.9, 1.6], "lr": [1e-3] * 3, "eval_accuracy": [0.1, 0.5, 0.8]}
+                 ).to_csv(sample.parent / "curve.csv", index=False)
+    write_curve(token)
+    runs = collect_runs([sample, token]).set_index("model")
+    assert runs.loc["mlp-L2-w16", "D_unit"] == "samples" and runs.loc["L2-d32-h2", "D_unit"] == "tokens"
+    curves = collect_curves([sample])
+    assert {"samples", "eval_accuracy"} <= set(curves.columns) and "tokens" not in curves.columns
+    assert curves["samples"].dtype == "int64" and curves["eval_accuracy"].iloc[-1] == 0.8

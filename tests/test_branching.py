@@ -13,7 +13,8 @@ import torch
 from conftest import small_cell, write_config
 from test_workflow import planned_jobs
 from workflow_scripts.checkpoint import Checkpointer
-from workflow_scripts.config import expand_grid, train_arguments, validate_config
+from workflow_scripts.config import validate_config
+from workflow_scripts.grid import expand_grid, train_arguments
 from workflow_scripts.train import TrainConfig, train
 
 SIZES = [4096, 8192, 20480]

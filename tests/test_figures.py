@@ -13,7 +13,8 @@ from workflow_scripts.figures import _figure_functions, main, plot_figure, plot_
 from workflow_scripts.figures_curves import compute_frontier, load_curves
 from workflow_scripts.fit import fit_experiment, fit_power_law
 
-NEW_FIGURES = ("learning_curves", "loss_vs_C", "isoflops", "N_opt", "residuals", "parameters")
+NEW_FIGURES = ("learning_curves", "loss_vs_C", "isoflops", "N_opt", "residuals", "parameters", "approach1",
+               "accuracy_vs_C", "kaplan")
 
 
 def runs_table(n_values=(1e4, 3e4, 1e5, 3e5), d_values=(1e5, 1e6, 1e7), seeds=(0, 1)):
@@ -216,3 +217,104 @@ def test_cli_named_figures_with_curves(tmp_path, fits):
     with pytest.raises(SystemExit):
         main(["--runs", str(tmp_path / "runs.csv"), "--fits", str(tmp_path / "fits.json"),
               "--figure", "no_such_figure", str(out / "x.png"), str(out / "x.pdf")])
+
+
+def classifier_runs():
+    """A samples experiment (D counts samples) whose cells report an accuracy."""
+    runs = runs_table().assign(D_unit="samples")
+    runs["val_accuracy"] = 1 - runs["val_loss"] / 5
+    return runs
+
+
+def test_accuracy_figure_frontier_and_sample_labels(tmp_path, fits):
+    from workflow_scripts.figures_allocation import accuracy_frontier
+
+    runs = classifier_runs()
+    fig = _figure_functions()["accuracy_vs_C"](runs, fits)
+    assert fig.axes[0].get_ylabel() == "validation accuracy"
+    assert "frontier" in fig.axes[0].get_legend_handles_labels()[1]
+    plt.close(fig)
+    cells = pd.DataFrame({"C": [1.0, 2, 3, 4], "accuracy": [0.5, 0.7, 0.6, 0.9]})
+    assert accuracy_frontier(cells)["C"].tolist() == [1.0, 2, 4]  # C=3 is beaten by the cheaper C=2
+    # Without an accuracy: a note, not an error; D counts samples in every label.
+    note = _figure_functions()["accuracy_vs_C"](runs_table(), fits)
+    assert "not available" in note.axes[0].texts[0].get_text()
+    by_n = _figure_functions()["loss_vs_N"](runs, fits)
+    assert by_n.axes[0].get_legend().get_title().get_text() == "samples D"
+    assert "cross-entropy" in by_n.axes[0].get_ylabel()
+    assert _figure_functions()["loss_vs_D"](runs, fits).axes[0].get_xlabel() == "training samples D"
+    curves = curves_table(runs).rename(columns={"tokens": "samples"})
+    assert _figure_functions()["learning_curves"](runs, fits, curves=curves).axes[0].get_xlabel() == "samples seen"
+    plt.close("all")
+    for name in ("accuracy_vs_C", "approach1"):
+        plot_figure(name, runs, fits, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
+        assert_figures(tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
+
+
+def test_approach1_figure_draws_the_envelope(tmp_path, fits):
+    assert fits["laws"]["approach1"]["points_mode"] == "final"
+    fig = _figure_functions()["approach1"](runs_table(), fits)
+    assert "envelope" in fig.axes[0].get_legend_handles_labels()[1]
+    assert any("C^" in t for t in fig.axes[1].get_legend_handles_labels()[1])
+    plt.close(fig)
+    skipped = {**fits, "laws": {"approach1": {"law": "approach1", "skipped": "experiment 'synth', law approach1: why"}}}
+    assert "why" in _figure_functions()["approach1"](runs_table(), skipped).axes[0].texts[0].get_text()
+    plt.close("all")
+
+
+def test_compare_figure_and_table(tmp_path, fits):
+    from workflow_scripts.compare import main as compare_main
+
+    other_runs = classifier_runs().assign(experiment="other")
+    other_runs["val_loss"] *= 1.1
+    other = fit_experiment(other_runs, n_boot=5, parametric_grid=SMALL_GRID, law_names=["L(N)", "L(C)"])
+    runs_table().to_csv(tmp_path / "a.csv", index=False)
+    other_runs.to_csv(tmp_path / "b.csv", index=False)
+    (tmp_path / "a.json").write_text(json.dumps(fits))
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    out = tmp_path / "out"
+    compare_main(["--runs", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--fits", str(tmp_path / "a.json"),
+                  str(tmp_path / "b.json"), "--png", str(out / "compare.png"), "--pdf", str(out / "compare.pdf"),
+                  "--csv", str(out / "compare.csv")])
+    assert_figures(out / "compare.png", out / "compare.pdf")
+    table = pd.read_csv(out / "compare.csv")
+    assert table["experiment"].tolist() == ["synth", "other"]
+    assert table.loc[0, "L(N)_alpha"] == pytest.approx(fits["laws"]["L(N)"]["params"]["alpha"])
+    assert table.loc[0, "approach1_a"] == pytest.approx(fits["laws"]["approach1"]["a"])
+    assert np.isnan(table.loc[1, "approach1_a"])  # not fitted for the other variant
+    with pytest.raises(SystemExit, match="2 runs tables and 1 fits"):
+        compare_main(["--runs", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--fits", str(tmp_path / "a.json"),
+                      "--png", str(out / "x.png"), "--pdf", str(out / "x.pdf"), "--csv", str(out / "x.csv")])
+
+
+def test_compare_rule_in_the_dag(tiny_config, tmp_path, run_snakemake):
+    import copy
+
+    from conftest import write_config
+
+    tiny_config["experiments"]["tiny2"] = copy.deepcopy(tiny_config["experiments"]["tiny"])
+    tiny_config["experiments"]["tiny"]["analysis"]["compare"] = ["tiny2"]
+    path = write_config(tmp_path / "c.yaml", tiny_config)
+    dry = run_snakemake(tmp_path, "-n", "-p", "--configfile", str(path))
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "rule compare:" in dry.stdout and "results/tiny/compare.csv" in dry.stdout
+    assert "--runs results/tiny/runs.csv results/tiny2/runs.csv" in dry.stdout
+    assert "results/tiny2/compare.csv" not in dry.stdout  # tiny2 compares with nothing
+    assert "--curves results/tiny/curves.parquet" in dry.stdout  # the fit reads the curves
+    tiny_config["experiments"]["tiny"]["analysis"]["compare"] = ["nope"]
+    bad = run_snakemake(tmp_path, "-n", "--configfile", str(write_config(path, tiny_config)))
+    assert bad.returncode != 0 and "experiments.tiny.analysis.compare names 'nope'" in bad.stderr
+
+
+def test_kaplan_figure_panels(fits):
+    runs = runs_table()
+    assert "params" in fits["laws"]["kaplan_L(N,D)"] and "L(N,S)" not in fits["laws"]  # fitted without curves
+    fig = _figure_functions()["kaplan"](runs, fits, curves=curves_table(runs))
+    assert len(fig.axes[0].collections) == 4  # one colour per N
+    assert "not available" in fig.axes[1].texts[0].get_text()
+    plt.close("all")
+    with_ns = fit_experiment(runs, n_boot=0, law_names=["L(N,S)"], curves=curves_table(runs))
+    fig = _figure_functions()["kaplan"](runs, {**fits, "laws": {**fits["laws"], **with_ns["laws"]}},
+                                        curves=curves_table(runs))
+    assert len(fig.axes[1].collections) == 4 and len(fig.axes[1].lines) == 4
+    plt.close("all")

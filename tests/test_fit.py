@@ -184,8 +184,10 @@ def test_cli_writes_fits_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     fits = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in fits.json"))
-    assert set(fits["laws"]) == {"L(N)", "L(D)", "L(C)", "L(N,D)"}
-    assert all("params" in law for law in fits["laws"].values())
+    # No curves given: every law but L(N,S); approach 1 from the final losses across data sizes.
+    assert set(fits["laws"]) == {"L(N)", "L(D)", "L(C)", "L(N,D)", "kaplan_L(N,D)", "approach1"}
+    assert all("skipped" not in law for law in fits["laws"].values())
+    assert fits["laws"]["approach1"]["points_mode"] == "final"
     assert fits["compute_optimal"]["a"] + fits["compute_optimal"]["b"] == pytest.approx(1.0)
     assert fits["provenance"]["config"]["n_bootstrap"] == 20
     assert "L(N): E=" in proc.stdout
@@ -327,7 +329,7 @@ def test_law_switches_and_irreducible(capsys):
     assert fits["provenance"]["config"]["irreducible"] is False
     # By default every law that applies: no isoflop on a grid of data sizes; named, it says why not.
     default = fit_experiment(runs, n_boot=0, parametric_grid=SMALL_GRID)
-    assert list(default["laws"]) == ["L(N)", "L(D)", "L(C)", "L(N,D)"]
+    assert list(default["laws"]) == ["L(N)", "L(D)", "L(C)", "L(N,D)", "kaplan_L(N,D)", "approach1"]
     iso = fit_experiment(runs, n_boot=0, law_names=["isoflop"])["laws"]["isoflop"]
     assert "not an IsoFLOP grid" in iso["skipped"]
     with pytest.raises(ValueError, match="unknown law.*L\\(X\\)"):

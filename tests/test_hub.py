@@ -12,15 +12,7 @@ from workflow_scripts.sources import prepare_dataset, read_split
 DOCS = [f"story {i}: " + "once upon a time " * (i % 5) + ("\nthe end." if i % 3 else "") for i in range(400)]
 
 
-@pytest.fixture(autouse=True)
-def offline_datasets(monkeypatch, tmp_path):
-    """Never touch the network or the user's cache: offline mode, a private cache folder."""
-    datasets = pytest.importorskip("datasets")
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 def joined(docs):

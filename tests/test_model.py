@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,13 +16,28 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("cfg", SHAPES, ids=lambda c: f"L{c.n_layer}-d{c.d_model}-V{c.vocab_size}")
-def test_analytic_parameter_count_equals_numel(cfg):
+def test_analytic_parameter_count_equals_numel(cfg, tied):
+    cfg = replace(cfg, tied_embeddings=tied)
     model = GPT(cfg)
     counts = count_parameters(cfg)
-    assert counts["N"] == sum(p.numel() for p in model.parameters())  # tied head counted once
-    embeddings = model.wte.weight.numel() + model.wpe.weight.numel()
-    assert counts["N_nonembedding"] == counts["N"] - embeddings
+    assert counts["N"] == sum(p.numel() for p in model.parameters())  # a tied head counted once
+    vocabulary = model.wte.weight.numel() + model.wpe.weight.numel() + (0 if tied else model.head.weight.numel())
+    assert counts["N_nonembedding"] == counts["N"] - vocabulary  # Kaplan: no vocabulary or position matrices
+    assert counts["N_head"] == (0 if tied else cfg.vocab_size * cfg.d_model)
+    assert (model.head.weight is model.wte.weight) == tied
+
+
+def test_untied_head_trains_apart_from_the_embedding_with_the_same_flops():
+    cfg = replace(SHAPES[1], tied_embeddings=False)
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    idx = torch.randint(0, cfg.vocab_size, (2, cfg.context))
+    model(idx, idx)[1].backward()
+    assert model.head.weight.grad is not None and model.wte.weight.grad is not None
+    assert not torch.equal(model.head.weight.grad, model.wte.weight.grad)
+    assert forward_flops_per_token(cfg) == forward_flops_per_token(SHAPES[1])  # the head's product runs either way
 
 
 def test_forward_shapes_and_initial_loss_near_uniform():
@@ -79,6 +95,7 @@ def test_eval_steps_are_log_spaced_and_include_both_ends():
 # Shapes for the FLOP check: attention-heavy (long context, narrow), MLP-heavy, vocabulary-heavy, odd d_ff.
 FLOP_SHAPES = SHAPES + [
     GPTConfig(vocab_size=17, context=256, n_layer=2, d_model=16, n_head=4, d_ff=64),
+    GPTConfig(vocab_size=300, context=16, n_layer=1, d_model=16, n_head=2, d_ff=64, tied_embeddings=False),
     GPTConfig(vocab_size=1000, context=8, n_layer=1, d_model=24, n_head=1, d_ff=96),
 ]
 

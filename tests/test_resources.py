@@ -6,7 +6,8 @@ import re
 import pytest
 
 from conftest import REPO, TINY_CONFIG, write_config
-from workflow_scripts.config import Cell, expand_grid, validate_config
+from workflow_scripts.config import validate_config
+from workflow_scripts.grid import Cell, expand_grid
 from workflow_scripts.model import GPTConfig, count_parameters
 from workflow_scripts.resources import (
     MEM_FLOOR_MB,

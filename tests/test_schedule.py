@@ -48,7 +48,7 @@ def test_cosine_is_unchanged_and_warmup_frac_applies_without_warmup_steps():
     assert s.warmup == 10 and [s.lr(t) for t in range(100)] == [lr_at(t, 100, 1.0, 10, 0.1) for t in range(100)]
     assert s.lr(99) == pytest.approx(0.1)  # cosine reaches its floor on the last step
     assert make_schedule("cosine", 100, 1.0, 0.1, warmup_frac=0.1, warmup_steps=3).warmup == 3
-    with pytest.raises(ValueError, match=r"schedule 'linear': expected one of \['cosine', 'wsd'\]"):
+    with pytest.raises(ValueError, match=r"schedule 'linear': expected one of \['cosine', 'wsd', 'constant'\]"):
         make_schedule("linear", 100, 1.0, 0.1)
 
 

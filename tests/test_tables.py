@@ -24,7 +24,11 @@ def fits():
 def test_csv_one_row_per_law_and_parameter(fits):
     table = fits_table(fits)
     assert list(table.columns) == COLUMNS
-    assert set(table.law) == {"L(N)", "L(C)", "L(N,D)", "compute_optimal"}  # L(D) skipped: 2 data sizes
+    # L(D) skipped: 2 data sizes; Kaplan's L(N,D) and approach 1 by default.
+    assert set(table.law) == {"L(N)", "L(C)", "L(N,D)", "compute_optimal", "kaplan_L(N,D)", "approach1"}
+    kaplan = table[table.law == "kaplan_L(N,D)"].set_index("parameter")
+    assert list(kaplan.index) == ["N_c", "D_c", "alpha_N", "alpha_D"]
+    assert table[table.law == "approach1"].parameter.tolist() == ["a", "b", "k_N", "k_D"]
     ln = table[(table.law == "L(N)") & (table.parameter == "alpha")].iloc[0]
     assert ln.value == pytest.approx(fits["laws"]["L(N)"]["params"]["alpha"])
     assert [ln.ci_low, ln.ci_high] == pytest.approx(fits["laws"]["L(N)"]["ci"]["alpha"])
@@ -44,6 +48,7 @@ def test_tex_is_booktabs_with_exponents_and_intervals(fits):
     row = next(line for line in lines if line.startswith("$L(N)$"))
     assert rf"${alpha:.3g}\,[{low:.3g}, {high:.3g}]$" in row
     assert r"$\beta$" in tex and "$L(D)$" in tex.split(r"\midrule")[-1]  # the skipped law is named
+    assert r"Kaplan $L(N,D)$ & $\alpha_N$" in tex and r"approach 1" in tex
     assert "e-" not in tex and "nan" not in tex.lower()  # 1e-5 is written 1\times10^{-5}
 
 

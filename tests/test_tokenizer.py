@@ -163,3 +163,16 @@ def test_pretrained_errors_are_one_line(tmp_path, monkeypatch):
             train_tokenizer({"kind": "pretrained", **spec}, train, tmp_path / "tok.json")
         assert "\n" not in str(info.value)
     assert not (tmp_path / "tok.json").exists()
+
+
+def test_an_unreachable_hub_falls_back_to_a_trained_bpe_when_asked(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    train = write(tmp_path / "train.txt", TRAIN * 20)
+    spec = {"kind": "pretrained", "path": "openai-community/gpt2", "revision": "607a30d", "fallback_vocab_size": 300}
+    info = train_tokenizer(spec, train, tmp_path / "tok.json")
+    assert info["kind"] == "bpe" and info["fallback_from"] == "openai-community/gpt2"
+    assert "hub cannot be reached" in info["fallback_reason"] and "warning:" in capsys.readouterr().out
+    assert load_tokenizer(tmp_path / "tok.json").get_vocab_size() == info["vocab_size"] <= 300

@@ -1,6 +1,9 @@
 """Gather every cell's metrics.json into runs.csv, one tidy row per cell, and its learning curve.
 
-runs.csv is the only input of the fits (GUIDE §3). Beside it: curves.parquet, one row per
+runs.csv is the only input of the fits (GUIDE §3); its column ``D_unit`` says what D counts:
+``tokens`` for language cells (metrics.json has ``flops_per_token``), ``samples`` for the
+regression and classification cells of samples datasets (``flops_per_sample``), so figures
+label D correctly. Beside it: curves.parquet, one row per
 (cell, evaluation) read from the curve.csv next to each metrics.json, and cells_summary.csv,
 the mean and spread of the final loss over the seeds of each (N, D) cell. Run by hand or
 from Snakemake as::
@@ -29,6 +32,9 @@ SORT_KEYS = ["experiment", "N", "D", "seed"]
 # The curves table's contract: the cell's identity and sizes, then curve.csv's columns.
 CELL_COLUMNS = ["experiment", "model", "data", "seed", "N", "N_nonembedding", "D", "status"]
 CURVE_COLUMNS = ["step", "tokens", "flops", "eval_loss", "train_loss", "lr"]
+# A samples cell's curve.csv counts samples where a token cell counts tokens, and may add accuracy.
+SAMPLES_CURVE_COLUMNS = ["step", "samples", "flops", "eval_loss", "train_loss", "lr"]
+OPTIONAL_CURVE_COLUMNS = ["eval_accuracy"]
 SUMMARY_KEYS = ["experiment", "model", "data", "N", "N_nonembedding", "D"]
 
 
@@ -74,9 +80,16 @@ def _read_records(metrics_paths: Iterable[str | os.PathLike]) -> list[tuple[str,
     return records
 
 
+def d_unit(record: dict) -> str:
+    """What a cell's D counts: "samples" when its metrics give FLOPs per sample, else "tokens"."""
+    return "samples" if record.get("flops_per_sample") is not None and "flops_per_token" not in record \
+        else "tokens"
+
+
 def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per cell from metrics.json files, sorted by experiment, N, D, seed."""
-    runs = pd.DataFrame([flatten(record) for _, record in _read_records(metrics_paths)])
+    """One row per cell from metrics.json files (plus ``D_unit``), sorted by experiment, N, D, seed."""
+    runs = pd.DataFrame([{**flatten(record), "D_unit": d_unit(record)}
+                         for _, record in _read_records(metrics_paths)])
     return runs.sort_values(SORT_KEYS, kind="stable", ignore_index=True)
 
 
@@ -92,11 +105,14 @@ def collect_curves(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
             curve = pd.read_csv(curve_path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{curve_path}: no learning curve beside {path}") from None
-        missing = [c for c in CURVE_COLUMNS if c not in curve.columns]
+        columns = SAMPLES_CURVE_COLUMNS if d_unit(record) == "samples" else CURVE_COLUMNS
+        missing = [c for c in columns if c not in curve.columns]
         if missing:
             raise ValueError(f"{curve_path}: curve lacks column(s) {', '.join(missing)}")
-        curve = curve[CURVE_COLUMNS].astype(float).astype({"step": "int64", "tokens": "int64"})
-        tables.append(curve.assign(**{k: record[k] for k in CELL_COLUMNS})[CELL_COLUMNS + CURVE_COLUMNS])
+        columns = columns + [c for c in OPTIONAL_CURVE_COLUMNS if c in curve.columns]
+        curve = curve[columns].apply(pd.to_numeric, errors="coerce")
+        curve = curve.astype({"step": "int64", columns[1]: "int64"})
+        tables.append(curve.assign(**{k: record[k] for k in CELL_COLUMNS})[CELL_COLUMNS + columns])
     curves = pd.concat(tables, ignore_index=True)
     return curves.sort_values([*SORT_KEYS, "step"], kind="stable", ignore_index=True)
 

@@ -33,8 +33,11 @@ from workflow_scripts.io import atomic_path
 FORMAT = 1
 # Flags that say where outputs go or how often to save, not what is computed:
 # they may change between the killed run and its retry.
+# The test split is measured once, after the last step: a WSD stable phase (which never gets there)
+# need not be given it for its branches to be resumed by the cells that are.
 NOT_IDENTITY = ("metrics", "curve", "checkpoint", "checkpoint_every_steps", "checkpoint_every_s", "branch_from",
-                "experiment", "model_name", "data_name", "compute_budget")  # the last four are labels only
+                "test_tokens", "experiment", "model_name", "data_name", "compute_budget",
+                "transfer_name")  # the last five are labels only
 # SLURM sends SIGTERM at the time limit (then SIGKILL after KillWait) and, with
 # --signal, SIGUSR1 ahead of it; both are handled at the next step boundary.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -93,12 +96,14 @@ class Checkpointer:
         for signum in STOP_SIGNALS:
             signal.signal(signum, request_stop)
 
-    def due(self, step: int, at_eval: bool) -> bool:
+    def due(self, step: int, at_eval: bool, stop: bool | None = None) -> bool:
+        """``stop``: whether to stop now; by default whether a stop signal arrived (data-parallel
+        ranks pass the signal they agreed on instead, so that they all stop at the same step)."""
         if step == 0:
             return False  # nothing to save before the first step
         return (
             at_eval
-            or self.signum is not None
+            or (self.signum is not None if stop is None else stop)
             or (self.every_steps > 0 and step % self.every_steps == 0)
             or (self.every_s > 0 and time.monotonic() - self.last_save >= self.every_s)
         )

@@ -23,12 +23,13 @@ def _mps_available() -> bool:
 
 def choose_device(name: str) -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; a named device that is missing is an error."""
-    if name not in DEVICES:
+    kind, _, index = name.partition(":")  # "cuda:1": a data-parallel rank's own GPU
+    if kind not in DEVICES or (index and not (kind == "cuda" and index.isdigit())):
         raise ValueError(f"device {name!r}: expected one of {list(DEVICES)}")
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+        name = kind = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
-    if not available[name]:
+    if not available[kind]:
         raise ValueError(f"device {name!r} is not available on this machine: expected one of "
                          f"{[d for d, ok in available.items() if ok] + ['auto']}")
     return torch.device(name)

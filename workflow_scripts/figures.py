@@ -79,14 +79,15 @@ def _plot(runs, fits, law: str, x_col: str, hue_col: str, x_label: str, hue_labe
     ps.optimal_loss(ax, fits)
     if runs.empty:
         notes.append("no usable cells")
-    ax.set(xlabel=x_label, ylabel=ps.LOSS_LABEL)
+    unit = ps.data_unit(runs)
+    ax.set(xlabel=x_label.format(unit=unit), ylabel=ps.loss_label(runs))
     ps.log_axes(ax)
     seeds = int(runs.groupby([x_col, hue_col]).size().max()) if not runs.empty else 0
     if seeds > 1:
         notes.append(f"bars: min–max over ≤{seeds} seeds")
     ax.set_title(f"{title} — {fits.get('experiment', '')}" + (f" ({'; '.join(notes)})" if notes else ""),
                  fontsize="small")
-    ps.legend_right(ax, hue_label)
+    ps.legend_right(ax, hue_label.format(unit=unit))
     return fig
 
 
@@ -101,14 +102,16 @@ def _load(runs, fits) -> tuple[pd.DataFrame, dict]:
 
 # Per figure: the law drawn, x column, hue column, x label, hue label, title.
 FIGURES = {
-    "loss_vs_N": ("L(N)", "N_nonembedding", "D", "non-embedding parameters N", "tokens D", "Loss vs. model size"),
-    "loss_vs_D": ("L(D)", "D", "N_nonembedding", "training tokens D", "parameters N", "Loss vs. data"),
+    "loss_vs_N": ("L(N)", "N_nonembedding", "D", "non-embedding parameters N", "{unit} D",
+                  "Loss vs. model size"),
+    "loss_vs_D": ("L(D)", "D", "N_nonembedding", "training {unit} D", "parameters N", "Loss vs. data"),
 }
 
 
 def _figure_functions() -> dict:
     """Every figure by name → function(runs, fits, curves) returning the figure."""
     # Imported here: those modules use usable_runs from this one.
+    from workflow_scripts import figures_allocation as fa
     from workflow_scripts import figures_curves as fc
     from workflow_scripts import figures_fits as ff
 
@@ -118,7 +121,9 @@ def _figure_functions() -> dict:
     return {"loss_vs_N": law_figure("loss_vs_N"), "loss_vs_D": law_figure("loss_vs_D"),
             "learning_curves": fc.learning_curves_figure, "loss_vs_C": fc.loss_vs_compute_figure,
             "isoflops": ff.isoflops_figure, "N_opt": ff.n_opt_figure,
-            "residuals": ff.residuals_figure, "parameters": ff.parameters_figure}
+            "residuals": ff.residuals_figure, "parameters": ff.parameters_figure,
+            "approach1": fa.approach1_figure, "accuracy_vs_C": fa.accuracy_vs_compute_figure,
+            "kaplan": ff.kaplan_figure}
 
 
 def plot_figure(name, runs, fits, out_png, out_pdf, curves=None) -> None:

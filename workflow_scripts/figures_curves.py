@@ -27,6 +27,9 @@ def load_curves(curves, experiment: str | None = None) -> tuple[pd.DataFrame | N
         if not os.path.exists(curves):
             return None, f"{os.path.basename(str(curves))} not found"
         curves = pd.read_parquet(curves)
+    if "tokens" not in curves.columns and "samples" in curves.columns:
+        # A samples dataset's curves count samples: "tokens" below means data seen, labelled by runs' D_unit.
+        curves = curves.rename(columns={"samples": "tokens"})
     missing = [c for c in CURVE_COLUMNS if c not in curves.columns]
     if missing:
         return None, f"curves lack column(s) {', '.join(missing)}"
@@ -78,7 +81,7 @@ def learning_curves_figure(runs, fits, curves=None):
     fig, ax = plt.subplots(figsize=ps.FIGSIZE)
     _lines(ax, cells, "tokens", lw=1.2, alpha=0.9)
     ps.optimal_loss(ax, fits)
-    ax.set(xlabel="tokens seen", ylabel=ps.LOSS_LABEL)
+    ax.set(xlabel=f"{ps.data_unit(runs)} seen", ylabel=ps.loss_label(runs))
     ps.log_axes(ax)
     budgets = cells["D"].unique()
     where = f"D = {ps.human(budgets[0])}" if len(budgets) == 1 else "each model's largest D"
@@ -114,7 +117,7 @@ def loss_vs_compute_figure(runs, fits, curves=None):
     else:
         note = f" (L(C) {'skipped' if 'skipped' in entry else 'not fitted'})"
     ps.optimal_loss(ax, fits)
-    ax.set(xlabel="training compute C (FLOPs)", ylabel=ps.LOSS_LABEL)
+    ax.set(xlabel="training compute C (FLOPs)", ylabel=ps.loss_label(runs))
     ps.log_axes(ax)
     ax.set_title(title + note, fontsize="small")
     ps.legend_right(ax, "parameters N")

@@ -17,8 +17,10 @@ from workflow_scripts.figures_curves import compute_frontier, load_curves
 
 LAWS = ("L(N)", "L(D)", "L(N,D)", "L(C)")
 ISOFLOP_BOOTSTRAP = 200  # resamples for the N_opt band; the profiles are cheap to refit
-GREEK = {"alpha": "α", "beta": "β"}
-EXPONENTS = ("alpha", "beta", "a", "b")
+GREEK = {"alpha": "α", "beta": "β", "alpha_N": "α_N", "alpha_D": "α_D", "alpha_S": "α_S"}
+EXPONENTS = ("alpha", "beta", "a", "b", "alpha_N", "alpha_D", "alpha_S")
+# Kaplan's joint laws and approach 1 in the parameters figure, after the laws above.
+MORE_LAWS = ("kaplan_L(N,D)", "L(N,S)", "approach1")
 
 
 def _predict(params: dict, x, d=None) -> np.ndarray:
@@ -54,7 +56,8 @@ def residuals_figure(runs, fits, curves=None):
     runs = usable_runs(runs, fits.get("experiment"))
     curves, _ = load_curves(curves, fits.get("experiment"))
     fig, axes = plt.subplots(2, 2, figsize=(7.5, 5.4))
-    x_labels = {"L(N)": "N (non-embedding)", "L(D)": "D (tokens)", "L(N,D)": "N (non-embedding)",
+    x_labels = {"L(N)": "N (non-embedding)", "L(D)": f"D ({ps.data_unit(runs)})",
+                "L(N,D)": "N (non-embedding)",
                 "L(C)": "C (FLOPs, frontier)"}
     for ax, law in zip(axes.flat, LAWS):
         entry = fits.get("laws", {}).get(law, {})
@@ -87,6 +90,7 @@ def _parameter_rows(fits: dict) -> pd.DataFrame:
     sources = [(law, fits.get("laws", {}).get(law, {})) for law in LAWS]
     sources += [("compute-optimal", fits.get("compute_optimal") or {}),
                 ("isoflop", fits.get("laws", {}).get("isoflop") or {})]
+    sources += [(law, fits.get("laws", {}).get(law) or {}) for law in MORE_LAWS]
     for law, entry in sources:
         values = entry.get("params") or {k: entry[k] for k in ("a", "b", "G", "k_N", "k_D") if k in entry}
         for name, value in values.items():
@@ -104,7 +108,8 @@ def parameters_figure(runs, fits, curves=None):
     rows = _parameter_rows(fits)
     if rows.empty:
         return ps.note_figure(title, "every law was skipped")
-    colours = dict(zip([*LAWS, "compute-optimal", "isoflop"], ps.categorical(len(LAWS) + 2)))
+    names = [*LAWS, "compute-optimal", "isoflop", *MORE_LAWS]
+    colours = dict(zip(names, ps.categorical(len(names))))
     panels = [("exponent", "exponent", "linear"), ("E", "irreducible loss E", "linear"),
               ("coefficient", "coefficient (log)", "log")]
     heights = [max((rows["panel"] == p).sum(), 1) for p, _, _ in panels]
@@ -175,7 +180,7 @@ def isoflops_figure(runs, fits, curves=None):
         found = minima.get(float(f"{budget:.6g}"))
         if found:
             ax.plot(found["N_opt"], found["loss_min"], "X", color=colour, ms=8, mec="black", mew=0.6)
-    ax.set(xlabel="non-embedding parameters N", ylabel=ps.LOSS_LABEL)
+    ax.set(xlabel="non-embedding parameters N", ylabel=ps.loss_label(runs))
     ps.log_axes(ax)
     note = f" ({result['skipped']})" if "skipped" in result else " (× = parabola minimum)"
     ax.set_title(title + note, fontsize="small")
@@ -230,4 +235,45 @@ def n_opt_figure(runs, fits, curves=None):
     ax.yaxis.set_major_formatter(ps.mticker.FuncFormatter(lambda v, _: ps.human(v)))
     ax.set_title(title + (f"\n({'; '.join(notes)})" if notes else ""), fontsize="small")
     ps.legend_right(ax)
+    return fig
+
+
+def _joint_panel(ax, points: pd.DataFrame, x_col: str, entry: dict, law, x_label: str, runs) -> None:
+    """Loss against x_col, a colour per N (points), and the law at each N (dashed) over the points' range."""
+    if "params" not in entry:
+        ps.not_available(ax, _why_missing(entry.get("law", ""), entry))
+        return
+    for n, colour in ps.size_colours(points["N_nonembedding"]).items():
+        part = points[points["N_nonembedding"] == n]
+        ax.scatter(part[x_col], part["loss"], s=10, color=colour, label=ps.human(n))
+        grid = np.geomspace(part[x_col].min(), part[x_col].max(), 60)
+        with np.errstate(all="ignore"):
+            ax.plot(grid, law(entry["params"], np.full_like(grid, n), grid), "--", color=colour, lw=0.9)
+    ax.set(xlabel=x_label, ylabel=ps.loss_label(runs))
+    ps.log_axes(ax)
+
+
+def kaplan_figure(runs, fits, curves=None):
+    """Kaplan et al. (2020): L(N, D) (Eq. 1.5) over final losses, L(N, S) (Eq. 1.6) over learning curves."""
+    from workflow_scripts import kaplan
+
+    ps.style()
+    runs = usable_runs(runs, fits.get("experiment"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    nd = fits.get("laws", {}).get(kaplan.ND_LAW) or {"law": kaplan.ND_LAW, "skipped": "not in fits.json"}
+    finals = cells_of(runs, nd).rename(columns={"val_loss": "loss"})
+    _joint_panel(left, finals, "D", nd, kaplan.nd_law, f"training {ps.data_unit(runs)} D", runs)
+    left.set_title("Kaplan L(N,D), Eq. 1.5 (dashed: fit per N)", fontsize="small")
+    ns = fits.get("laws", {}).get(kaplan.NS_LAW) or {"law": kaplan.NS_LAW, "skipped": "not in fits.json"}
+    if curves is not None and not isinstance(curves, pd.DataFrame):
+        curves = pd.read_parquet(curves) if str(curves).endswith(".parquet") else None
+    if "params" in ns and curves is None:
+        ns = {"law": kaplan.NS_LAW, "skipped": "no learning curves given"}
+    points = (kaplan.curve_points(runs, curves, ns.get("curve_skip", 0.1)).rename(columns={"eval_loss": "loss"})
+              if "params" in ns else None)
+    _joint_panel(right, points, "step", ns, kaplan.ns_law, "optimizer steps S", runs)
+    right.set_title("L(N,S), Eq. 1.6, each N's longest run", fontsize="small")
+    ps.legend_right(right, "parameters N")
+    fig.suptitle(f"Kaplan et al. (2020) joint laws — {fits.get('experiment', '')}", fontsize="small")
+    fig.tight_layout()
     return fig

@@ -7,7 +7,8 @@ its replication by Besiroglu et al. (Epoch AI, 2024). θ is laid out (a_1..a_k, 
 
 Bootstrap resamples are expressed as integer weights on the rows (how often each row was
 drawn), which gives the same objective as duplicating rows at a fraction of the cost, and
-makes the objective of every grid start on a resample one matrix-vector product.
+makes the objective of every grid start on a resample one matrix-vector product. Other laws
+(Kaplan's L(N, D)) bring their own objective and prediction as a ``Form``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import ctypes
 import functools
 import itertools
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -85,10 +86,19 @@ def batch_objective(thetas: np.ndarray, lx: np.ndarray, ly: np.ndarray, w, delta
     return (h * w).sum(axis=1), grad
 
 
-def objective(theta: np.ndarray, lx: np.ndarray, ly: np.ndarray, w, delta: float):
+def objective(theta: np.ndarray, lx: np.ndarray, ly: np.ndarray, w, delta: float, batch=batch_objective):
     """The objective and gradient at one θ (see ``batch_objective``), as scipy.optimize wants them."""
-    f, g = batch_objective(np.asarray(theta, dtype=float)[None, :], lx, ly, w, delta)
+    f, g = batch(np.asarray(theta, dtype=float)[None, :], lx, ly, w, delta)
     return float(f[0]), g[0]
+
+
+class Form(NamedTuple):
+    """A law other than a sum of power laws: its batched objective and its log L̂ (same signatures)."""
+    batch: Callable = batch_objective
+    predict: Callable = predict
+
+
+SUM_OF_POWERS = Form()
 
 
 def grid_starts(grid: dict[str, Sequence[float]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +158,8 @@ def one_blas_thread():
             put(n)
 
 
-def multistart(lx, ly, w, starts: np.ndarray, delta: float = HUBER_DELTA, options: dict | None = None):
+def multistart(lx, ly, w, starts: np.ndarray, delta: float = HUBER_DELTA, options: dict | None = None,
+               form: Form = SUM_OF_POWERS):
     """L-BFGS-B from every start; return (final θ per start, final objective per start).
 
     Runs scipy's own L-BFGS-B routine (the reverse-communication ``setulb`` that
@@ -162,11 +173,11 @@ def multistart(lx, ly, w, starts: np.ndarray, delta: float = HUBER_DELTA, option
     w = np.asarray(w, dtype=float)
     with one_blas_thread():
         if _setulb is None:  # another scipy: the plain loop
-            return _multistart_loop(lx, ly, w, starts, delta, options)
-        return _lockstep(lx, ly, w, starts, delta, options)
+            return _multistart_loop(lx, ly, w, starts, delta, options, form.batch)
+        return _lockstep(lx, ly, w, starts, delta, options, form.batch)
 
 
-def _lockstep(lx, ly, w, starts, delta, options):
+def _lockstep(lx, ly, w, starts, delta, options, batch=batch_objective):
     per_start = w.ndim == 2  # a row of weights per start (one bootstrap resample each)
     n_starts, n = starts.shape
     m, maxls = 10, 20  # scipy's defaults (maxcor, maxls)
@@ -197,8 +208,7 @@ def _lockstep(lx, ly, w, starts, delta, options):
                 if nit[i] >= maxiter or nfev[i] > maxfun:
                     task[0], task[1] = 5, 504
         if ask:
-            f[ask], g[ask] = batch_objective(np.array([x[i] for i in ask]), lx, ly,
-                                             w[ask] if per_start else w, delta)
+            f[ask], g[ask] = batch(np.array([x[i] for i in ask]), lx, ly, w[ask] if per_start else w, delta)
             nfev[ask] += 1
         pending = ask
     thetas = np.array(x)
@@ -206,25 +216,26 @@ def _lockstep(lx, ly, w, starts, delta, options):
     return thetas, np.where(ok, f, np.inf)
 
 
-def _multistart_loop(lx, ly, w, starts: np.ndarray, delta: float, options: dict):
+def _multistart_loop(lx, ly, w, starts: np.ndarray, delta: float, options: dict, batch=batch_objective):
     w = np.asarray(w, dtype=float)
     thetas = np.empty_like(starts)
     losses = np.empty(len(starts))
     for i, start in enumerate(starts):
-        res = minimize(objective, start, args=(lx, ly, w[i] if w.ndim == 2 else w, delta), jac=True,
+        res = minimize(objective, start, args=(lx, ly, w[i] if w.ndim == 2 else w, delta, batch), jac=True,
                        method="L-BFGS-B", options=options)
         thetas[i] = res.x
         losses[i] = res.fun if np.all(np.isfinite(res.x)) and np.isfinite(res.fun) else np.inf
     return thetas, losses
 
 
-def fit_grid(lx, ly, starts: np.ndarray, edge: np.ndarray, delta: float = HUBER_DELTA) -> dict[str, Any]:
+def fit_grid(lx, ly, starts: np.ndarray, edge: np.ndarray, delta: float = HUBER_DELTA,
+             form: Form = SUM_OF_POWERS) -> dict[str, Any]:
     """The exact fit: every start polished on the data, the best optimum kept.
 
     ``start`` is the index of the start reported as the best one: an interior start that
     reached the best optimum if any did, so ``on_edge`` means no interior start got there.
     """
-    thetas, losses = multistart(lx, ly, 1.0, starts, delta)
+    thetas, losses = multistart(lx, ly, 1.0, starts, delta, form=form)
     best = int(np.argmin(losses))
     if not np.isfinite(losses[best]):
         raise ValueError("the fit did not converge from any start of the grid")
@@ -271,7 +282,8 @@ def resample_weights(groups, n_boot: int, seed: int) -> Iterator[np.ndarray]:
 
 def bootstrap_grid(lx, ly, groups, starts, full: dict[str, Any], n_boot: int, seed: int,
                    valid: Callable[[np.ndarray], bool], delta: float = HUBER_DELTA, n_polish: int = 1,
-                   n_basins: int = 1, rtol: float | None = BOOTSTRAP_RTOL) -> tuple[np.ndarray, int]:
+                   n_basins: int = 1, rtol: float | None = BOOTSTRAP_RTOL,
+                   form: Form = SUM_OF_POWERS) -> tuple[np.ndarray, int]:
     """θ refitted on each resample; returns (θ per usable resample, number that failed).
 
     Each resample is polished from the ``n_basins`` distinct optima of the exact full-data
@@ -288,7 +300,7 @@ def bootstrap_grid(lx, ly, groups, starts, full: dict[str, Any], n_boot: int, se
     seeds = distinct_optima(full["thetas"], full["losses"], n_basins)
     n_polish = min(n_polish, len(starts))
     if n_polish:
-        per_point = np.array([huber(predict(s, lx) - ly, delta)[0] for s in starts])  # (starts, points)
+        per_point = np.array([huber(form.predict(s, lx) - ly, delta)[0] for s in starts])  # (starts, points)
         scores = weights @ per_point.T  # (resamples, starts): the objective of every start on every resample
         top = np.argpartition(scores, n_polish - 1, axis=1)[:, :n_polish]
         per_resample = np.concatenate([np.broadcast_to(seeds, (len(weights), *seeds.shape)), starts[top]],
@@ -298,7 +310,7 @@ def bootstrap_grid(lx, ly, groups, starts, full: dict[str, Any], n_boot: int, se
     n_each = per_resample.shape[1]
     options = LBFGS_OPTIONS if rtol is None else bootstrap_options(full["objective"], rtol)
     thetas, losses = multistart(lx, ly, np.repeat(weights, n_each, axis=0),
-                                per_resample.reshape(-1, starts.shape[1]), delta, options)
+                                per_resample.reshape(-1, starts.shape[1]), delta, options, form)
     losses = losses.reshape(len(weights), n_each)
     best = np.argmin(losses, axis=1)
     ok = np.isfinite(losses[np.arange(len(weights)), best])

@@ -16,7 +16,11 @@ import pandas as pd
 from workflow_scripts.isoflops import fit_isoflops
 
 # Every law an experiment may fit (config ``analysis.laws``; the schema's enum lists these).
-LAWS = ("L(N)", "L(D)", "L(C)", "L(N,D)", "isoflop")
+# L(N,D) is Chinchilla's parametric law; kaplan_L(N,D) and L(N,S) are Kaplan et al. (2020)'s
+# Eq. 1.5 and 1.6 (``workflow_scripts.kaplan``); approach1 is Chinchilla's §3.1 envelope.
+LAWS = ("L(N)", "L(D)", "L(C)", "L(N,D)", "isoflop", "kaplan_L(N,D)", "L(N,S)", "approach1")
+# Laws read from the learning curves (approach1 only in its "all" mode).
+CURVE_LAWS = ("L(N,S)",)
 # (x column, column held at its largest value or None) of the single-variable laws.
 # Kaplan et al. (2020) fit L(N) on non-embedding parameters (Eq. 1.1), L(D) (Eq. 1.2), L(C_min) (Eq. 1.3).
 SINGLE = {"L(N)": ("N_nonembedding", "D"), "L(D)": ("D", "N_nonembedding"), "L(C)": ("C", None)}
@@ -58,11 +62,22 @@ def is_isoflop(runs: pd.DataFrame) -> bool:
     return bool(len(runs)) and bool(np.all(np.isfinite(values) & (values > 0)))
 
 
-def requested(runs: pd.DataFrame, laws) -> list[str]:
-    """The laws to fit, in ``LAWS`` order: those named, or by default all that apply
-    (isoflop only to an IsoFLOP grid)."""
+def applies(law: str, runs: pd.DataFrame, has_curves: bool) -> bool:
+    """Whether a law is of a kind the cells can give (the default list): isoflop to an IsoFLOP grid,
+    L(N,S) to cells with learning curves, approach1 to curves or to two models with two data sizes."""
+    if law == "isoflop":
+        return is_isoflop(runs)
+    if law in CURVE_LAWS:
+        return has_curves
+    if law == "approach1":
+        return has_curves or int((runs.groupby("N_nonembedding")["D"].nunique() >= 2).sum()) >= 2
+    return True
+
+
+def requested(runs: pd.DataFrame, laws, has_curves: bool = False) -> list[str]:
+    """The laws to fit, in ``LAWS`` order: those named, or by default all that apply (``applies``)."""
     if laws is None:
-        laws = [law for law in LAWS if law != "isoflop" or is_isoflop(runs)]
+        laws = [law for law in LAWS if applies(law, runs, has_curves)]
     unknown = sorted(set(laws) - set(LAWS))
     if unknown:
         raise ValueError(f"unknown law(s) {', '.join(unknown)}; expected some of {', '.join(LAWS)}")
@@ -161,3 +176,17 @@ def isoflop_entry(usable: pd.DataFrame, excluded: list, experiment: str, n_boot:
         return {**iso, "law": law, "skipped": f"experiment {experiment!r}, law {law}: {iso['skipped']}"}
     return {"law": law, "x": ["N_nonembedding", "C budget"], "y": "val_loss", **iso,
             "cells_used": [cell_id(r) for _, r in usable.iterrows()], "cells_excluded": excluded}
+
+
+def law_entry(head, selection, fit, cells, excluded, n_boot, level, warnings, needed) -> dict[str, Any]:
+    """A fitted law's entry of fits.json, with the warnings every law shares."""
+    if fit["n_bootstrap_failed"] > n_boot / 2:
+        warnings.append(f"{fit['n_bootstrap_failed']} of {n_boot} bootstrap resamples had too few {needed}")
+    if fit["best_start_on_grid_edge"]:
+        warnings.append("the best start lies on the edge of the initialisation grid: widen it")
+    return {**head, "selection": selection, "params": fit["params"], "ci": fit["ci"], "ci_level": level,
+            "n_bootstrap": n_boot, "n_bootstrap_failed": fit["n_bootstrap_failed"],
+            "goodness": fit["goodness"],
+            "best_start_on_grid_edge": fit["best_start_on_grid_edge"], "best_start": fit["best_start"],
+            "cells_used": [cell_id(r) for _, r in cells.iterrows()], "cells_excluded": excluded,
+            "warnings": warnings}

@@ -2,8 +2,9 @@
 
 Pre-LayerNorm blocks, causal self-attention through
 ``scaled_dot_product_attention``, a GELU MLP, learned positions and an output
-head tied to the token embedding. No biases anywhere, so the parameter count
-has a short closed form (checked against ``sum(p.numel())`` in the tests).
+head tied to the token embedding (or, with ``tied_embeddings=False``, a head
+of its own). No biases anywhere, so the parameter count has a short closed
+form (checked against ``sum(p.numel())`` in the tests).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class GPTConfig:
     n_head: int = 2
     d_ff: int = 128
     dropout: float = 0.0
+    tied_embeddings: bool = True  # the head reuses the token embedding (Press & Wolf 2017), as GPT-2 does
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_head:
@@ -92,7 +94,8 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=False)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.head.weight = self.wte.weight  # tied embeddings (Press & Wolf 2017)
+        if cfg.tied_embeddings:
+            self.head.weight = self.wte.weight  # tied embeddings (Press & Wolf 2017)
         self.apply(self._init_weights)
         # GPT-2 scales residual projections by 1/sqrt(2 n_layer) so the residual
         # stream's variance does not grow with depth.
@@ -121,15 +124,22 @@ class GPT(nn.Module):
 def count_parameters(cfg: GPTConfig) -> dict[str, int]:
     """Analytic parameter counts.
 
-    ``N_nonembedding`` follows Kaplan et al. (2020, sec. 2.1): every weight
-    except the token and position embeddings (the tied head is the token
-    embedding, so it is not counted twice).
+    ``N_nonembedding`` follows Kaplan et al. (2020, sec. 2.1): "excluding all
+    vocabulary and positional embeddings". A tied head is the token embedding,
+    so it is not counted twice. An untied head (the unembedding) is a
+    vocabulary matrix too: Kaplan's models tie it (their table 1 gives the
+    de-embedding FLOPs but no parameters), and we keep it out of
+    ``N_nonembedding`` so that tying does not change the N that the laws are
+    fitted on (``config.nonembedding_parameters`` counts the same); ``N``, every
+    trained weight, includes it, and so do the FLOPs (the head's product runs
+    either way). ``N_head`` says how many weights the untied head adds (0 when tied).
     """
     d, L = cfg.d_model, cfg.n_layer
     per_block = 3 * d * d + d * d + 2 * d * cfg.d_ff + 2 * d  # qkv, proj, mlp, two LayerNorm gains
     non_embedding = L * per_block + d  # + final LayerNorm gain
     embedding = cfg.vocab_size * d + cfg.context * d
-    return {"N": non_embedding + embedding, "N_nonembedding": non_embedding}
+    head = 0 if cfg.tied_embeddings else cfg.vocab_size * d
+    return {"N": non_embedding + embedding + head, "N_nonembedding": non_embedding, "N_head": head}
 
 
 def forward_flops_per_token(cfg: GPTConfig) -> float:

@@ -29,6 +29,24 @@ SEQUENTIAL = "viridis"
 LOSS_LABEL = "validation loss (nats/token)"
 
 
+def data_unit(runs) -> str:
+    """What D counts in a runs table: runs.csv's ``D_unit`` ("tokens" | "samples"), tokens by default."""
+    if runs is not None and "D_unit" in runs.columns and (runs["D_unit"].astype(str) == "samples").any():
+        return "samples"
+    return "tokens"
+
+
+def loss_label(runs) -> str:
+    """The loss axis: nats per token for language cells; for samples cells cross-entropy when the
+    cells report an accuracy (classification), else mean squared error (regression)."""
+    if data_unit(runs) == "tokens":
+        return LOSS_LABEL
+    accuracy = runs["val_accuracy"] if "val_accuracy" in runs.columns else None
+    if accuracy is not None and accuracy.notna().any():
+        return "validation loss (cross-entropy, nats)"
+    return "validation loss (mean squared error)"
+
+
 def style() -> None:
     """Reset to matplotlib's defaults (no matplotlibrc can leak in), then the shared theme."""
     matplotlib.rcdefaults()

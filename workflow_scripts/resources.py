@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from workflow_scripts.config import Cell, nonembedding_parameters
+from workflow_scripts.grid import Cell, nonembedding_parameters
 
 MB = 1024 * 1024
 # A fresh `python -m workflow_scripts.train` (torch, numpy) peaks near 330 MB
@@ -49,13 +49,15 @@ def vocab_bound(tokenizer: dict) -> int:
     return tokenizer["vocab_size"] if tokenizer["kind"] == "bpe" else CHAR_VOCAB_BOUND
 
 
-def parameter_bound(cell: Cell, d_ff: int, context: int, vocab: int) -> int:
+def parameter_bound(cell: Cell, d_ff: int, context: int, vocab: int, tied: bool = True) -> int:
     """Weights of the cell's GPT, with embeddings (as model.count_parameters, without torch)."""
     embeddings = (vocab + context) * cell.d_model  # tokens and positions
-    return nonembedding_parameters(cell.n_layer, cell.d_model, d_ff) + embeddings
+    head = 0 if tied else vocab * cell.d_model  # an untied output head
+    return nonembedding_parameters(cell.n_layer, cell.d_model, d_ff) + embeddings + head
 
 
-def train_mem_mb(cell: Cell, d_ff: int, context: int, vocab: int, batch_size: int, attempt: int = 1) -> int:
+def train_mem_mb(cell: Cell, d_ff: int, context: int, vocab: int, batch_size: int, attempt: int = 1,
+                 tied: bool = True) -> int:
     """Peak resident memory of one training process, in MB, rounded up to 100 MB.
 
     fp32 weights, gradients and AdamW's two moments (16 bytes per weight);
@@ -65,16 +67,16 @@ def train_mem_mb(cell: Cell, d_ff: int, context: int, vocab: int, batch_size: in
     fp32 logits, three copies in training (logits, softmax, gradient) and two
     in evaluation, at most EVAL_LOGITS floats each.
     """
-    weights = 16 * parameter_bound(cell, d_ff, context, vocab)
+    weights = 16 * parameter_bound(cell, d_ff, context, vocab, tied)
     activations = 2 * 34 * cell.n_layer * context * batch_size * cell.d_model
     logits = 4 * max(3 * batch_size * context * vocab, 2 * min(EVAL_BATCH * context * vocab, EVAL_LOGITS))
     estimate = BASE_MEM_MB + (weights + activations + logits) / MB
     return int(math.ceil(max(MEM_FLOOR_MB, 1.5 * estimate) * attempt / 100) * 100)
 
 
-def train_flops(cell: Cell, d_ff: int, context: int, vocab: int, epochs: int) -> float:
+def train_flops(cell: Cell, d_ff: int, context: int, vocab: int, epochs: int, tied: bool = True) -> float:
     """Training FLOPs: 6 per weight per token plus attention's 6·L·T·d (Kaplan et al. 2020, table 1)."""
-    per_token = 6 * parameter_bound(cell, d_ff, context, vocab) + 6 * cell.n_layer * context * cell.d_model
+    per_token = 6 * parameter_bound(cell, d_ff, context, vocab, tied) + 6 * cell.n_layer * context * cell.d_model
     return per_token * cell.tokens * epochs
 
 
@@ -91,15 +93,40 @@ def cell_shape(config: dict, cell: Cell) -> tuple[dict, int, int, int]:
     return exp, d_ff, exp["model"]["context"], vocab_bound(config["tokenizers"][exp["tokenizer"]])
 
 
+# Samples cells (mlp, cnn) hold their whole dataset as float32 on the device: MNIST's
+# 70,000 images are 220 MB, so this covers the image studies with room for activations.
+SAMPLES_MEM_MB = 2000
+# Inputs a samples model may read per sample (MNIST's 28 × 28), and the spatial positions a
+# cnn's first block convolves over, for the compute bound below.
+SAMPLE_INPUTS_BOUND = 784
+
+
+def samples_train_flops(cell: Cell, epochs: int) -> float:
+    """An upper bound on an mlp or cnn cell's training FLOPs (6 per weight use per sample)."""
+    width = cell.d_model
+    if cell.family == "cnn":  # 3 × 3 kernels, channels doubling per block, every position of the input
+        per_sample = sum(9 * (width << i) * (width << max(i - 1, 0)) for i in range(cell.n_layer))
+        per_sample *= SAMPLE_INPUTS_BOUND
+    else:
+        per_sample = SAMPLE_INPUTS_BOUND * width + cell.n_layer * width * width
+    return 6.0 * per_sample * cell.tokens * epochs
+
+
 def train_resources(config: dict, cell: Cell, attempt: int = 1) -> dict[str, Any]:
     """threads, mem_mb, runtime (minutes) and gpu of one cell of a validated config."""
-    exp, d_ff, context, vocab = cell_shape(config, cell)
+    exp = config["experiments"][cell.experiment]
     training, wanted = exp["training"], exp["resources"]
     threads, gpus = training["threads"], wanted["gpu"]
-    flops = train_flops(cell, d_ff, context, vocab, training["epochs"])
+    if cell.on_samples:
+        flops, mem_mb = samples_train_flops(cell, training["epochs"]), SAMPLES_MEM_MB * attempt
+    else:
+        _, d_ff, context, vocab = cell_shape(config, cell)
+        tied = exp["model"]["tied_embeddings"]
+        flops = train_flops(cell, d_ff, context, vocab, training["epochs"], tied)
+        mem_mb = train_mem_mb(cell, d_ff, context, vocab, training["batch_size"], attempt, tied)
     return {
         "threads": threads,
-        "mem_mb": train_mem_mb(cell, d_ff, context, vocab, training["batch_size"], attempt),
+        "mem_mb": mem_mb,
         "runtime": train_runtime_min(flops, threads, gpus, attempt),
         "gpu": gpus,
         # Only GPU cells name a model: the SLURM plugin sends `--gpus=<model>:<n>` whenever one is set.
@@ -112,6 +139,10 @@ def train_group(config: dict, cell: Cell) -> str | None:
 
     GPU cells stay alone: a group job asks for the GPUs of all its cells at once.
     """
-    exp, d_ff, context, vocab = cell_shape(config, cell)
-    small = train_flops(cell, d_ff, context, vocab, exp["training"]["epochs"]) < SMALL_CELL_FLOPS
-    return SMALL_GROUP if small and not exp["resources"]["gpu"] else None
+    exp = config["experiments"][cell.experiment]
+    if cell.on_samples:
+        flops = samples_train_flops(cell, exp["training"]["epochs"])
+    else:
+        _, d_ff, context, vocab = cell_shape(config, cell)
+        flops = train_flops(cell, d_ff, context, vocab, exp["training"]["epochs"])
+    return SMALL_GROUP if flops < SMALL_CELL_FLOPS and not exp["resources"]["gpu"] else None

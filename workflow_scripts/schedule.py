@@ -11,6 +11,8 @@ lr = floor + (peak − floor) · (1 − sqrt((t − t0) / (T − t0))), sampled 
 start of each step t, so the rate reaches the floor ``min_ratio × peak`` when the
 last step ends (t = T). The paper decays to 0 (``min_ratio`` 0); the default keeps
 cosine's floor so both schedules end at the same rate.
+constant: linear warmup, then the peak to the end (the sine-regression blog's plain Adam);
+``min_ratio`` is unused.
 
 Under wsd every step before ``branch_step`` has the rate of any longer cell with
 the same warmup: a longer run's stable phase is this cell's run up to there.
@@ -30,7 +32,7 @@ from workflow_scripts.checkpoint import Checkpointer, Progress
 if TYPE_CHECKING:
     from workflow_scripts.train import TrainConfig
 
-SCHEDULES = ("cosine", "wsd")
+SCHEDULES = ("cosine", "wsd", "constant")
 
 
 def lr_at(step: int, total_steps: int, peak: float, warmup_steps: int, min_ratio: float) -> float:
@@ -66,6 +68,8 @@ class Schedule:
     cooldown: int = 0  # wsd only
 
     def lr(self, step: int) -> float:
+        if self.kind == "constant":
+            return self.peak * (step + 1) / self.warmup if step < self.warmup else self.peak
         if self.kind == "wsd":
             return wsd_lr_at(step, self.steps, self.peak, self.warmup, self.min_ratio, self.cooldown)
         return lr_at(step, self.steps, self.peak, self.warmup, self.min_ratio)
@@ -73,6 +77,8 @@ class Schedule:
     @property
     def branch_step(self) -> int:
         """The first step whose rate depends on the cell's length (wsd: its cooldown start, after warmup)."""
+        if self.kind == "constant":
+            return self.steps  # no step's rate depends on the length
         if self.kind != "wsd":
             return self.warmup  # cosine decays from the end of warmup on
         return min(self.steps, max(self.warmup, self.steps - self.cooldown))

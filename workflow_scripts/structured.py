@@ -45,6 +45,21 @@ def read_files(spec: dict, paths: list[Path], builder: str) -> tuple[str, dict[s
 
 def read_hub(spec: dict) -> tuple[dict[str, str], dict[str, Any]]:
     """The source splits named in ``hf.splits`` (train at least) of a pinned hub dataset."""
+    hf, names = hub_splits(spec)
+    texts, counts = {}, {}
+    for split, source_split in names.items():
+        if not source_split:
+            continue  # cut from train by fraction
+        dataset = load_hub_split(spec, source_split, f"text_column: {spec.get('text_column', 'text')!r}")
+        texts[split], counts[split] = _join(
+            dataset, spec, where=f"dataset hf {hf['id']!r} split {source_split!r}"
+        )
+    return texts, {"hf": {**hf, "splits": names}, "read": counts}
+
+
+def hub_splits(spec: dict) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``hf`` block with defaults, and the source split read as each of train, val, test
+    (empty: cut from train by fraction); refuses an unpinned dataset."""
     hf = {"name": None, "splits": {}, **spec.get("hf", {})}
     repo, revision = hf.get("id", ""), hf.get("revision", "")
     if not repo or not revision:
@@ -52,25 +67,32 @@ def read_hub(spec: dict) -> tuple[dict[str, str], dict[str, Any]]:
             f"dataset hf = {{id: {repo!r}, revision: {revision!r}}}: expected a dataset id and a pinned "
             "revision (commit hash or tag)"
         )
-    names = {"train": "train", **hf["splits"]}
-    texts, counts = {}, {}
-    for split, source_split in names.items():
-        if not source_split:
-            continue  # cut from train by fraction
-        try:
-            dataset = _load(
-                repo, hf["name"] or None, revision=revision, split=source_split, streaming=_streaming(spec)
-            )
-        except ConnectionError as error:
-            raise ConnectionError(
-                f"dataset hf.id = {repo!r}: the Hugging Face hub cannot be reached ({_first_line(error)}); "
-                f"fetch the files where it can and point the same dataset at them: source: local, "
-                f"path: <folder>/*.parquet, text_column: {spec.get('text_column', 'text')!r}"
-            ) from None
-        texts[split], counts[split] = _join(
-            dataset, spec, where=f"dataset hf {repo!r} split {source_split!r}"
+    return hf, {"train": "train", **hf["splits"]}
+
+
+def load_hub_split(spec: dict, source_split: str, column_hint: str):
+    """One split of the pinned hub dataset (a ``datasets.Dataset``); an unreachable hub is one
+    line saying how to read the same files locally (``column_hint``: the column key to keep)."""
+    hf, _ = hub_splits(spec)
+    try:
+        return _load(
+            hf["id"], hf["name"] or None, revision=hf["revision"], split=source_split,
+            streaming=_streaming(spec),
         )
-    return texts, {"hf": {**hf, "splits": names}, "read": counts}
+    except ConnectionError as error:
+        raise ConnectionError(
+            f"dataset hf.id = {hf['id']!r}: the Hugging Face hub cannot be reached ({_first_line(error)}); "
+            f"fetch the files where it can and point the same dataset at them: source: local, "
+            f"path: <folder>/*.parquet, {column_hint}"
+        ) from None
+
+
+def load_files(paths: list[Path], builder: str, streaming: bool = False):
+    """Local table files as one ``datasets`` table (split train); one line if it has no rows."""
+    if builder == "parquet" and _parquet_rows(paths) == 0:
+        # datasets 5.2 fails on zero-row parquet files with an unrelated Arrow error.
+        raise ValueError(f"dataset path = {[str(p) for p in paths]}: the parquet files hold no rows")
+    return _load(builder, data_files=[str(p) for p in paths], split="train", streaming=streaming)
 
 
 def _parquet_rows(paths: list[Path]) -> int:

@@ -1,7 +1,8 @@
 """Paper tables from fits.json: fits.csv (every parameter) and fits.tex (the exponents, booktabs).
 
 fits.csv holds one row per law and parameter (law, parameter, value, ci_low, ci_high, ci_level,
-n_points), the compute-optimal exponents a, b of L(N,D) under the law ``compute_optimal``.
+n_points), the compute-optimal exponents a, b of L(N,D) under the law ``compute_optimal``; the
+allocation laws (isoflop, approach1) give a, b, k_N, k_D, Kaplan's laws N_c, D_c (S_c) and α's.
 fits.tex is a LaTeX tabular of the exponents with their bootstrap intervals, the irreducible
 loss E and each law's extrapolation error; it needs ``\\usepackage{booktabs}``. Run by hand or
 from Snakemake as::
@@ -24,10 +25,16 @@ from workflow_scripts.io import atomic_path, atomic_write_text, read_json
 COLUMNS = ["law", "parameter", "value", "ci_low", "ci_high", "ci_level", "n_points"]
 # The exponents shown in fits.tex, per law.
 EXPONENTS = {"L(N)": ("alpha",), "L(D)": ("alpha",), "L(C)": ("alpha",), "L(N,D)": ("alpha", "beta"),
-             "compute_optimal": ("a", "b"), "isoflop": ("a", "b")}
-TEX_NAMES = {"alpha": r"\alpha", "beta": r"\beta", "a": "a", "b": "b"}
+             "compute_optimal": ("a", "b"), "isoflop": ("a", "b"), "approach1": ("a", "b"),
+             "kaplan_L(N,D)": ("alpha_N", "alpha_D"), "L(N,S)": ("alpha_N", "alpha_S")}
+TEX_NAMES = {"alpha": r"\alpha", "beta": r"\beta", "a": "a", "b": "b", "alpha_N": r"\alpha_N",
+             "alpha_D": r"\alpha_D", "alpha_S": r"\alpha_S"}
+# Laws stored as allocation exponents (a, b, k_N, k_D), not as a loss law's params.
+ALLOCATION_LAWS = ("isoflop", "approach1")
 TEX_LAWS = {"compute_optimal": r"$N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$ from $L(N,D)$",
-            "isoflop": r"IsoFLOP: $N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$"}
+            "isoflop": r"IsoFLOP: $N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$",
+            "approach1": r"Envelope (approach 1): $N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$",
+            "kaplan_L(N,D)": r"Kaplan $L(N,D)$", "L(N,S)": r"Kaplan $L(N,S)$"}
 
 
 def _fitted(fits: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], int | None]]:
@@ -35,7 +42,7 @@ def _fitted(fits: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[st
     for law, entry in fits["laws"].items():
         if "skipped" in entry:
             continue
-        if law == "isoflop":
+        if law in ALLOCATION_LAWS:
             values = {k: entry[k] for k in ("a", "b", "k_N", "k_D")}
             yield law, values, entry.get("ci", {}), len(entry.get("cells_used", []))
             continue

@@ -6,7 +6,9 @@
 - ``bpe``: byte-level BPE (GPT-2 style): every text round-trips exactly, and
   the merges are learned on the train split only.
 - ``pretrained``: an existing tokenizer.json used as is (copied byte for
-  byte, never trained): a file, or a hub model id at a pinned revision.
+  byte, never trained): a file, or a hub model id at a pinned revision; with
+  ``fallback_vocab_size``, a hub that cannot be reached means a trained
+  ``bpe`` of that size instead (with a warning, and the record says so).
 """
 
 from __future__ import annotations
@@ -41,7 +43,15 @@ def train_tokenizer(spec: dict, train_text_path: str | os.PathLike, out_path: st
         tokenizer = _train_bpe(train_text_path, int(requested))
         info = {"kind": kind, "vocab_size_requested": int(requested)}
     elif kind == "pretrained":
-        source = _pretrained_file(spec)
+        try:
+            source = _pretrained_file(spec)
+        except ConnectionError as error:
+            if not spec.get("fallback_vocab_size"):
+                raise
+            # Offline: the study still runs, on a BPE of its own (recorded, so results say which).
+            print(f"warning: {error}; training a byte-level BPE of {spec['fallback_vocab_size']} tokens instead")
+            return train_tokenizer({"kind": "bpe", "vocab_size": spec["fallback_vocab_size"]}, train_text_path,
+                                   out_path) | {"fallback_from": spec["path"], "fallback_reason": str(error)}
         tokenizer = load_tokenizer(source)  # fails here, not at tokenize time, if it is no tokenizer
         info = {"kind": kind, "path": spec["path"], "revision": spec.get("revision", ""), "file": str(source)}
     else:
