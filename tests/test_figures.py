@@ -177,6 +177,11 @@ def test_isoflop_grid_profiles_and_n_opt(tmp_path):
     n_opt = _figure_functions()["N_opt"](runs, fits)
     assert any("bootstrap band" in t.get_text() for t in n_opt.axes[0].get_legend().get_texts())
     plt.close("all")
+    # An L(N,D) fit at alpha or beta = 0 has no allocation (a, G null): the IsoFLOP line alone.
+    degenerate = {**fits, "compute_optimal": {"law": "L(N,D)", "a": None, "b": None, "G": None, "ci": {}}}
+    n_opt = _figure_functions()["N_opt"](runs, degenerate)
+    assert not any("L(N,D)" in t.get_text() for t in n_opt.axes[0].get_legend().get_texts())
+    plt.close("all")
     # Without a C_budget column, the budget is read from the data name (C1e+15).
     named = _figure_functions()["isoflops"](runs.drop(columns="C_budget"), fits)
     assert len(named.axes[0].lines) == 6

@@ -120,3 +120,17 @@ def test_cells_with_several_gpus_start_data_parallel(tiny_config, tmp_path, run_
     commands = [line for line in result.stdout.splitlines() if "workflow_scripts" in line and "--tokens" in line]
     assert commands and all("python -m workflow_scripts.ddp --nproc-per-node 2 --experiment" in c for c in commands)
     assert all("--threads 3 " in c and "--gpus 2" in c for c in commands)  # 6 threads for the job, 3 per process
+
+
+def test_a_transfer_set_is_tokenized_and_passed_to_every_cell(tiny_config, tmp_path, run_snakemake):
+    from conftest import write_config
+
+    tiny_config["datasets"]["other"] = {**tiny_config["datasets"]["synthetic"], "hmm": {"seed": 2, "emission_noise": 0.1}}
+    tiny_config["experiments"]["tiny"]["transfer"] = "other"
+    config = write_config(tmp_path / "transfer.yaml", tiny_config)
+    result = run_snakemake(tmp_path, "-n", "-p", "--cores", "2", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rule tokenize_transfer:" in result.stdout
+    commands = [line for line in result.stdout.splitlines() if "workflow_scripts.train " in line]
+    wanted = "--transfer-tokens results/data/synthetic/char/transfer/other.bin --transfer-name other"
+    assert commands and all(wanted in c and "--test-tokens results/data/synthetic/char/test.bin" in c for c in commands)

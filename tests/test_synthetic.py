@@ -139,3 +139,11 @@ def test_bad_symbols_rejected():
         log_likelihood(hmm, np.array([0, 3]))
     with pytest.raises(ValueError, match="n_symbols"):
         sample(hmm, 0, np.random.default_rng(0))
+
+
+def test_emission_noise_gives_the_same_language_with_a_higher_floor():
+    clean, noisy = (make_hmm(HMMSpec(n_states=6, vocab_size=10, seed=3, emission_noise=p)) for p in (0.0, 0.2))
+    np.testing.assert_array_equal(clean.transition, noisy.transition)
+    np.testing.assert_allclose(noisy.emission, 0.8 * clean.emission + 0.02)
+    symbols = sample(noisy, 20000, np.random.default_rng(0))
+    assert optimal_loss(noisy, symbols) > optimal_loss(clean, sample(clean, 20000, np.random.default_rng(0)))

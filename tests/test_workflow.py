@@ -38,7 +38,8 @@ def check_study_outputs(workdir, config, dataset, tokenizer):
             assert metrics["status"] == "ok" and metrics["D"] <= cell.tokens
             assert metrics["provenance"]["config"]["tokens"] == cell.tokens
             curve = pd.read_csv(run / "curve.csv")
-            assert list(curve.columns) == ["step", "tokens", "flops", "train_loss", "eval_loss", "lr"]
+            assert list(curve.columns) == ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss"]
+            assert metrics["test_loss"] > 0 and metrics["transfer_loss"] is None  # a test split, no transfer set
             assert curve["eval_loss"].iloc[-1] < curve["eval_loss"].iloc[0]  # it learned something
         runs = pd.read_csv(out / "runs.csv")
         assert len(runs) == len(cells)

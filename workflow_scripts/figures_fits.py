@@ -200,7 +200,9 @@ def n_opt_figure(runs, fits, curves=None):
     iso_runs, why = _isoflop_runs(runs, fits)
     result = _fit_isoflops(iso_runs) if iso_runs is not None else {"skipped": why}
     optimal = fits.get("compute_optimal") or {}
-    if "skipped" in result and "G" not in optimal:
+    # L(N,D)'s allocation is a line only where its fit gives one (a, G are None at alpha or beta = 0).
+    has_allocation = optimal.get("G") is not None and optimal.get("a") is not None
+    if "skipped" in result and not has_allocation:
         return ps.note_figure(title, f"{result['skipped']}; no L(N,D) allocation in fits.json")
     fig, ax = plt.subplots(figsize=ps.FIGSIZE)
     palette = ps.categorical(2)
@@ -223,7 +225,7 @@ def n_opt_figure(runs, fits, curves=None):
         notes.append(result["skipped"])
         c = _six_nd(usable_runs(runs, fits.get("experiment"))).to_numpy(float)
         grid = np.geomspace(c.min(), c.max(), 100) if c.size else np.geomspace(1e12, 1e18, 100)
-    if "G" in optimal:
+    if has_allocation:
         ax.plot(grid, optimal["G"] * (grid / 6) ** optimal["a"], "--", color=palette[1],
                 label=f"L(N,D): $N_{{opt}} \\propto C^{{{optimal['a']:.2f}}}$ (no band stored)")
     cells = usable_runs(runs, fits.get("experiment"))

@@ -32,6 +32,9 @@ class HMMSpec:
     zipf_exponent: float = 2.0
     transition_concentration: float = 0.02  # Dirichlet concentration: small = sparse rows, more structure
     seed: int = 0
+    # Each symbol is replaced by a uniformly random one with this probability: the same language,
+    # noisier (still an HMM, emissions (1 - p) B + p / V) - a related distribution for transfer tests.
+    emission_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if int(self.n_states) != self.n_states or self.n_states < 1:
@@ -44,6 +47,8 @@ class HMMSpec:
             )
         if int(self.seed) != self.seed or self.seed < 0:
             raise ValueError(f"hmm.seed = {self.seed!r}: expected an integer >= 0")
+        if not 0 <= self.emission_noise <= 1:
+            raise ValueError(f"hmm.emission_noise = {self.emission_noise!r}: expected a number in [0, 1]")
         alphabet(self.vocab_size)  # validates vocab_size
 
 
@@ -96,6 +101,7 @@ def make_hmm(spec: HMMSpec) -> HMM:
     emission = np.empty((k, v))
     for state in range(k):
         emission[state, rng.permutation(v)] = weights
+    emission = (1 - spec.emission_noise) * emission + spec.emission_noise / v
     return HMM(stationary_distribution(transition), transition, emission, alphabet(v))
 
 
