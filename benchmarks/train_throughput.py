@@ -8,7 +8,7 @@
 Needs the ``bench`` extra (``pip install -e .[bench]``: transformers). For
 each shape (n_layer, d_model, n_head) and vocabulary it times the project's
 training step — ``workflow_scripts.model.GPT``, the optimiser of
-``train.make_optimizer``, forward, loss, backward, gradient clipping, AdamW
+``optim.make_optimizer``, forward, loss, backward, gradient clipping, AdamW
 step, as ``train.train`` runs it — against ``GPT2LMHeadModel`` of the same
 shape: d_ff = 4·d, tied embeddings, learned positions, exact GELU, no dropout,
 SDPA attention, the same optimiser groups and settings, the same batch, and
@@ -175,7 +175,8 @@ def throughput_rows(args, threads: int) -> list[dict]:
 
     from workflow_scripts import device as devices
     from workflow_scripts.model import GPT, GPTConfig, training_flops
-    from workflow_scripts.train import TrainConfig, make_optimizer
+    from workflow_scripts.optim import make_optimizer
+    from workflow_scripts.train import TrainConfig
 
     cpu = torch.device("cpu")
     devices.configure(cpu, threads)

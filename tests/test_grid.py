@@ -134,3 +134,9 @@ def test_a_transfer_set_is_tokenized_and_passed_to_every_cell(tiny_config, tmp_p
     commands = [line for line in result.stdout.splitlines() if "workflow_scripts.train " in line]
     wanted = "--transfer-tokens results/data/synthetic/char/transfer/other.bin --transfer-name other"
     assert commands and all(wanted in c and "--test-tokens results/data/synthetic/char/test.bin" in c for c in commands)
+
+
+def test_a_tokenizer_may_not_take_a_data_folder_name(tiny_config):
+    tiny_config["tokenizers"]["raw"] = {"kind": "char"}
+    with pytest.raises(ConfigError, match=r"tokenizers.raw: expected a name other than \['raw', 'samples'"):
+        validate_config(tiny_config)

@@ -21,14 +21,14 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from workflow_scripts.io import atomic_path
+from workflow_scripts.io import atomic_path, atomic_write_json, atomic_write_text
 
 FORMAT = 1
 # Flags that say where outputs go or how often to save, not what is computed:
@@ -177,3 +177,34 @@ def _set_rng_state(state: dict) -> None:
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
+
+
+def run_cell(train_fn, cfg, path: str | Path, cleanup=None) -> tuple[Checkpointer, dict, list[dict]]:
+    """Run ``train_fn(cfg, checkpointer)`` as a command line's job: checkpoints at ``path``, signals
+    handled; a bad input or a stop signal ends the process with one line and a non-zero code.
+
+    ``cleanup`` runs however training ends (e.g. leaving a data-parallel process group).
+    """
+    checkpointer = Checkpointer(path, asdict(cfg), cfg.checkpoint_every_steps, cfg.checkpoint_every_s)
+    checkpointer.install_signal_handlers()
+    try:
+        metrics, curve = train_fn(cfg, checkpointer)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(stop.exit_code)
+    finally:
+        if cleanup is not None:
+            cleanup()
+    return checkpointer, metrics, curve
+
+
+def write_cell(cfg, checkpointer: Checkpointer, metrics: dict, curve_text: str) -> None:
+    """The cell's outputs, atomically: the curve first, metrics.json last (its presence marks a
+    finished cell); then the checkpoint goes."""
+    atomic_write_text(cfg.curve, curve_text)
+    atomic_write_json(cfg.metrics, metrics)
+    checkpointer.remove()
+    print(f"{cfg.experiment} {cfg.model_name} {cfg.data_name} seed={cfg.seed}: "
+          f"status={metrics['status']} val_loss={metrics['val_loss']} in {metrics['wall_time_s']:.1f}s")

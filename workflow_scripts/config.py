@@ -244,7 +244,14 @@ def _check_dataset(name: str, ds: dict) -> None:
         )
 
 
+# Folders of results/data/<dataset>/ beside the tokenizers' own.
+_RESERVED_TOKENIZER_NAMES = ("raw", "samples", "logs", "benchmarks")
+
+
 def _check_tokenizer(name: str, tok: dict) -> None:
+    if name in _RESERVED_TOKENIZER_NAMES:
+        raise ConfigError(f"config error: tokenizers.{name}: expected a name other than "
+                          f"{list(_RESERVED_TOKENIZER_NAMES)} (folders of results/data/<dataset>/)")
     if tok.get("kind") != "pretrained":
         return
     path = tok.get("path", "")

@@ -8,6 +8,8 @@ file under a final name (readers see the old file or the new one).
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import platform
@@ -61,6 +63,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    """Rows as CSV text with exactly ``columns``; a missing or None value is written empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -37,9 +37,7 @@ from it and ends with the numbers of an uninterrupted run.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io as stdio
 import math
 import os
 import sys
@@ -52,10 +50,11 @@ import torch
 
 from workflow_scripts import ddp, gpu_slots
 from workflow_scripts import device as devices
-from workflow_scripts.checkpoint import Checkpointer, Progress, Stopped, default_path
+from workflow_scripts.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
 # Re-exported: batches and evaluation live in evaluation.py.
 from workflow_scripts.evaluation import eval_set, evaluate, get_batch  # noqa: F401
-from workflow_scripts.io import atomic_write_json, atomic_write_text, provenance, read_json
+from workflow_scripts.optim import final_losses, make_optimizer, set_lr, update
+from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.model import GPT, count_parameters, training_flops
 # Re-exported: the plan of a cell's steps lives in schedule.py.
 from workflow_scripts.schedule import (  # noqa: F401
@@ -66,14 +65,6 @@ from workflow_scripts.tokens import open_tokens
 from workflow_scripts.train_config import TrainConfig, parse_flags  # noqa: F401
 
 CURVE_COLUMNS = ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss"]
-
-
-def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    # Decay matrices only; gains of LayerNorm are left alone (as nanoGPT does).
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=devices.fused_adamw(device))
 
 
 def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[dict, list[dict]]:
@@ -167,8 +158,7 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
                 world.barrier()  # the others wait for rank 0's checkpoint before they all exit
                 raise Stopped(signum, checkpointer.path, step, stop)
         t0 = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr(step)
+        set_lr(optimizer, schedule.lr(step))
         starts = order[step * cfg.batch_size : (step + 1) * cfg.batch_size][share] * cfg.context
         x, y = (t.to(device) for t in get_batch(train_stream, starts, cfg.context))
         with autocast():
@@ -178,11 +168,7 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
         if not math.isfinite(loss_value):
             status = "diverged"  # the study goes on; the fits exclude this cell and say why
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        update(model, optimizer, loss, cfg.grad_clip)
         for track in tracks:
             if track.branch is None or step < track.schedule.branch_step:
                 track.recent.append(loss_value)
@@ -197,7 +183,6 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
     trained_steps = step
     curve = progress.curve
     tokens_trained = trained_steps * tokens_per_step
-    eval_losses = [row["eval_loss"] for row in curve if math.isfinite(row["eval_loss"])]
     final = curve[-1] if status == "ok" else None
     test = sets.get("test")
     test_loss = evaluate(model, test.x, test.y, autocast, world=world) if final and test else None
@@ -209,9 +194,7 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
         "D_unique": cfg.tokens,
         "epochs": cfg.epochs,
         **training_flops(model_cfg, tokens_trained),
-        "val_loss": final["eval_loss"] if final else None,
-        "val_loss_best": min(eval_losses) if eval_losses else None,
-        "train_loss": final["train_loss"] if final else None,
+        **final_losses(curve, status == "ok"),
         "test_loss": test_loss,
         "transfer_loss": final["transfer_loss"] if final and transfer else None,
         "transfer_dataset": (cfg.transfer_name or Path(cfg.transfer_tokens).stem) if transfer else None,
@@ -239,12 +222,8 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
 
 
 def curve_csv(curve: list[dict]) -> str:
-    buffer = stdio.StringIO()
     # transfer_loss is empty without a transfer set (and in rows of checkpoints from before the column).
-    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS, restval="")
-    writer.writeheader()
-    writer.writerows(curve)
-    return buffer.getvalue()
+    return csv_text(curve, CURVE_COLUMNS)
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -261,17 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     # A stable phase keeps its own checkpoint among its branches: both go (or stay) together.
     path = cfg.checkpoint or (Path(cfg.branch_dir) / "stable.checkpoint.pt" if cfg.branch_tokens
                               else default_path(cfg.metrics))
-    checkpointer = Checkpointer(path, asdict(cfg), cfg.checkpoint_every_steps, cfg.checkpoint_every_s)
-    checkpointer.install_signal_handlers()
-    try:
-        metrics, curve = train(cfg, checkpointer)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
-    except Stopped as stop:
-        print(stop, file=sys.stderr)
-        sys.exit(stop.exit_code)
-    finally:
-        ddp.close()
+    checkpointer, metrics, curve = run_cell(train, cfg, path, cleanup=ddp.close)
     if int(os.environ.get("RANK", "0")) == 0:  # data-parallel: rank 0 writes the outputs
         write_outputs(cfg, checkpointer, metrics, curve)
 
@@ -282,12 +251,7 @@ def write_outputs(cfg: TrainConfig, checkpointer: Checkpointer, metrics: dict, c
         print(f"{cfg.experiment} {cfg.model_name} seed={cfg.seed}: stable phase of {metrics['steps']} steps, "
               f"branches at steps {metrics['branches']}")
         return
-    # The curve first, metrics.json last: its presence marks a finished cell, and the checkpoint goes.
-    atomic_write_text(cfg.curve, curve_csv(curve))
-    atomic_write_json(cfg.metrics, metrics)
-    checkpointer.remove()
-    print(f"{cfg.experiment} {cfg.model_name} {cfg.data_name} seed={cfg.seed}: "
-          f"status={metrics['status']} val_loss={metrics['val_loss']} in {metrics['wall_time_s']:.1f}s")
+    write_cell(cfg, checkpointer, metrics, curve_csv(curve))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ the numbers of an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
-import io as stdio
 import math
 import sys
 import time
@@ -39,11 +37,12 @@ import torch
 
 from workflow_scripts import device as devices
 from workflow_scripts import gpu_slots
-from workflow_scripts.checkpoint import Checkpointer, Progress, Stopped, default_path
+from workflow_scripts.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
 from workflow_scripts.families import (
     Net, NetConfig, count_parameters, flop_terms, loss_fn, training_flops, widest_activation,
 )
-from workflow_scripts.io import atomic_write_json, atomic_write_text, provenance, read_json
+from workflow_scripts.optim import final_losses, make_optimizer, set_lr, update
+from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.schedule import eval_steps
 from workflow_scripts.train_config import CellFlags, _flag, parse_flags
 
@@ -175,14 +174,6 @@ def evaluate(model: Net, x: torch.Tensor, y: torch.Tensor, autocast=contextlib.n
     return total / len(x), (correct / len(x) if y.dtype == torch.int64 else None)
 
 
-def make_optimizer(model: Net, cfg: SamplesConfig, device: torch.device) -> torch.optim.AdamW:
-    # Decay weight matrices and kernels only, not biases (as train.py and nanoGPT do).
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=devices.fused_adamw(device))
-
-
 def train(cfg: SamplesConfig, checkpointer: Checkpointer | None = None) -> tuple[dict, list[dict]]:
     """Train the cell; returns its metrics record and learning curve.
 
@@ -248,8 +239,7 @@ def train(cfg: SamplesConfig, checkpointer: Checkpointer | None = None) -> tuple
             if checkpointer.signum is not None:
                 raise Stopped(checkpointer.signum, checkpointer.path, step, steps)
         t0 = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr(step)
+        set_lr(optimizer, schedule.lr(step))
         if full:
             xb, yb = x_d, y_d
         else:
@@ -264,11 +254,7 @@ def train(cfg: SamplesConfig, checkpointer: Checkpointer | None = None) -> tuple
         if not math.isfinite(loss_value):
             status = "diverged"  # the study goes on; the fits exclude this cell and say why
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        update(model, optimizer, loss, cfg.grad_clip)
         recent.append(loss_value)
         progress.train_seconds += time.perf_counter() - t0
         step += 1
@@ -276,7 +262,6 @@ def train(cfg: SamplesConfig, checkpointer: Checkpointer | None = None) -> tuple
     ok = status == "ok"
     final = curve[-1] if ok else None
     test_loss, test_accuracy = evaluate(model, test_x, test_y, autocast, eval_batch) if ok else (None, None)
-    eval_losses = [row["eval_loss"] for row in curve if math.isfinite(row["eval_loss"])]
     seen = cfg.samples_seen(step)
     metrics = {
         **cfg.identity(status),
@@ -286,10 +271,8 @@ def train(cfg: SamplesConfig, checkpointer: Checkpointer | None = None) -> tuple
         "D_unique": cfg.samples,
         "epochs": cfg.epochs,
         **training_flops(net_cfg, seen),
-        "val_loss": final["eval_loss"] if final else None,
-        "val_loss_best": min(eval_losses) if eval_losses else None,
+        **final_losses(curve, ok),
         "test_loss": test_loss,
-        "train_loss": final["train_loss"] if final else None,
         "val_accuracy": final["eval_accuracy"] if final else None,
         "test_accuracy": test_accuracy,
         "optimal_loss": data["val"][2].get("optimal_loss"),
@@ -311,11 +294,8 @@ def train(cfg: SamplesConfig, checkpointer: Checkpointer | None = None) -> tuple
 
 
 def curve_csv(curve: list[dict]) -> str:
-    buffer = stdio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS)
-    writer.writeheader()
-    writer.writerows(curve)  # eval_accuracy None (regression) is written empty
-    return buffer.getvalue()
+    # eval_accuracy None (regression) is written empty.
+    return csv_text(curve, CURVE_COLUMNS)
 
 
 def parse_args(argv: list[str] | None = None) -> SamplesConfig:
@@ -328,22 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         gpu_slots.claim(cfg.gpus)  # before anything initialises CUDA; held until the process ends
     except gpu_slots.NoFreeGPU as error:
         sys.exit(f"error: {error}")
-    checkpointer = Checkpointer(cfg.checkpoint or default_path(cfg.metrics), asdict(cfg),
-                                cfg.checkpoint_every_steps, cfg.checkpoint_every_s)
-    checkpointer.install_signal_handlers()
-    try:
-        metrics, curve = train(cfg, checkpointer)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
-    except Stopped as stop:
-        print(stop, file=sys.stderr)
-        sys.exit(stop.exit_code)
-    # The curve first, metrics.json last: its presence marks a finished cell, and the checkpoint goes.
-    atomic_write_text(cfg.curve, curve_csv(curve))
-    atomic_write_json(cfg.metrics, metrics)
-    checkpointer.remove()
-    print(f"{cfg.experiment} {cfg.model_name} {cfg.data_name} seed={cfg.seed}: "
-          f"status={metrics['status']} val_loss={metrics['val_loss']} in {metrics['wall_time_s']:.1f}s")
+    checkpointer, metrics, curve = run_cell(train, cfg, cfg.checkpoint or default_path(cfg.metrics))
+    write_cell(cfg, checkpointer, metrics, curve_csv(curve))
 
 
 if __name__ == "__main__":
