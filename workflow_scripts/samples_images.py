@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from workflow_scripts import samples, structured
+from workflow_scripts import samples, sources, structured
 
 IMAGE_SHAPE = (28, 28)
 _BATCH_ROWS = 1024
@@ -90,9 +90,7 @@ def _open_tables(spec: dict, hint: str) -> tuple[dict[str, tuple[Any, int, int]]
     """Each split as (table, first row, end row), and a record of what was read."""
     source = spec.get("source")
     if source == "local":
-        from workflow_scripts.sources import _resolve_paths
-
-        paths = _resolve_paths(spec.get("path", ""))
+        paths = sources.resolve_paths(spec.get("path", ""))
         fmt = structured.file_format(paths, spec.get("format", "auto"))
         if fmt == "text":
             raise ValueError(
@@ -116,20 +114,10 @@ def cut_from_train(tables: dict, fractions: dict) -> tuple[dict, dict[str, dict]
 
     Returns each split as (table, first row, end row), and a record of where it came from.
     """
-    fractions = {"val": 0.05, "test": 0.05, **fractions}
-    missing = [s for s in ("val", "test") if s not in tables]
-    for name in missing:
-        f = fractions[name]
-        if not isinstance(f, (int, float)) or not 0 < f < 0.5:
-            raise ValueError(f"dataset split.{name} = {f!r}: expected a fraction in (0, 0.5)")
+    missing, fractions = sources.missing_splits(tables, fractions)
     table, _, n = tables["train"]
-    share = 1.0 - sum(fractions[s] for s in missing)
-    cut = round(n * share)
-    out = {**tables, "train": (table, 0, cut)}
-    for i, name in enumerate(missing):
-        share += fractions[name]
-        end = n if i == len(missing) - 1 else round(n * share)
-        out[name], cut = (table, cut, end), end
+    bounds = sources.cut_bounds(n, missing, fractions)
+    out = {**tables, **{name: (table, start, end) for name, (start, end) in bounds.items()}}
     record = {
         s: {"rows": [out[s][1], out[s][2]], "source_rows": tables["train" if s in missing else s][2],
             "cut_from_train": s in missing, "fraction": fractions[s] if s in missing else None}

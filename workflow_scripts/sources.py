@@ -40,7 +40,7 @@ def prepare_dataset(
             raise ValueError(f"dataset generator = {generator!r}: expected one of {list(GENERATORS)}")
         texts, record = _hmm_language(spec)
     elif source == "local":
-        texts, record = _files(spec, _resolve_paths(spec.get("path", "")))
+        texts, record = _files(spec, resolve_paths(spec.get("path", "")))
     elif source == "url":
         url, sha256 = spec.get("url", ""), spec.get("sha256", "")
         path = download.fetch(url, sha256, download.download_path(url, sha256, download_dir))
@@ -107,7 +107,7 @@ def _entropy(p: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def _resolve_paths(path: str | list[str]) -> list[Path]:
+def resolve_paths(path: str | list[str]) -> list[Path]:
     patterns = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not patterns or any(not str(p) for p in patterns):
         raise ValueError(f"dataset path = {path!r}: expected a file, a glob, or a list of them")
@@ -169,27 +169,42 @@ def _read_text(paths: list[Path]) -> str:
     return text
 
 
+def missing_splits(present, fractions: dict) -> tuple[list[str], dict]:
+    """The splits among val and test the source lacks, and the fractions (defaults filled in, checked)."""
+    fractions = {"val": 0.05, "test": 0.05, **fractions}
+    missing = [s for s in ("val", "test") if s not in present]
+    for name in missing:
+        f = fractions[name]
+        if not isinstance(f, (int, float)) or not 0 < f < 0.5:
+            raise ValueError(f"dataset split.{name} = {f!r}: expected a fraction in (0, 0.5)")
+    return missing, fractions
+
+
+def cut_bounds(n: int, missing: list[str], fractions: dict, snap=lambda i: i) -> dict[str, tuple[int, int]]:
+    """[start, end) of train and of each missing split within the source's train of length ``n``:
+    train first, then the missing ones in order, each a fraction of n from the end; ``snap``
+    moves a cut (e.g. to a line start)."""
+    share = 1.0 - sum(fractions[s] for s in missing)
+    cut = snap(round(n * share))
+    bounds = {"train": (0, cut)}
+    for i, name in enumerate(missing):
+        share += fractions[name]
+        end = n if i == len(missing) - 1 else snap(max(cut, round(n * share)))
+        bounds[name], cut = (cut, end), end
+    return bounds
+
+
 def split_from_train(texts: dict[str, str], fractions: dict) -> tuple[dict[str, str], dict[str, Any]]:
     """train, val and test: each one the source lacks is cut from the end of train by fraction.
 
     Contiguous and deterministic: train first, then val, then test, each cut
     moved to a line start; fractions are of the source's train text.
     """
-    fractions = {"val": 0.05, "test": 0.05, **fractions}
-    missing = [s for s in ("val", "test") if s not in texts]
-    for name in missing:
-        f = fractions[name]
-        if not isinstance(f, (int, float)) or not 0 < f < 0.5:
-            raise ValueError(f"dataset split.{name} = {f!r}: expected a fraction in (0, 0.5)")
+    missing, fractions = missing_splits(texts, fractions)
     text = texts["train"]
     n = len(text)
-    share = 1.0 - sum(fractions[s] for s in missing)
-    cut = _line_start(text, round(n * share))
-    out = {**texts, "train": text[:cut]}
-    for i, name in enumerate(missing):
-        share += fractions[name]
-        end = n if i == len(missing) - 1 else _line_start(text, max(cut, round(n * share)))
-        out[name], cut = text[cut:end], end
+    bounds = cut_bounds(n, missing, fractions, snap=lambda i: _line_start(text, i))
+    out = {**texts, **{name: text[start:end] for name, (start, end) in bounds.items()}}
     for split in SPLITS:
         if not out[split]:
             raise ValueError(
