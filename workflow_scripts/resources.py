@@ -112,22 +112,30 @@ def samples_train_flops(cell: Cell, epochs: int) -> float:
     return 6.0 * per_sample * cell.tokens * epochs
 
 
+def cell_flops(config: dict, cell: Cell) -> float:
+    """The cell's training FLOPs bound (its runtime and whether it is small)."""
+    exp = config["experiments"][cell.experiment]
+    if cell.on_samples:
+        return samples_train_flops(cell, exp["training"]["epochs"])
+    _, d_ff, context, vocab = cell_shape(config, cell)
+    return train_flops(cell, d_ff, context, vocab, exp["training"]["epochs"], exp["model"]["tied_embeddings"])
+
+
 def train_resources(config: dict, cell: Cell, attempt: int = 1) -> dict[str, Any]:
     """threads, mem_mb, runtime (minutes) and gpu of one cell of a validated config."""
     exp = config["experiments"][cell.experiment]
     training, wanted = exp["training"], exp["resources"]
     threads, gpus = training["threads"], wanted["gpu"]
     if cell.on_samples:
-        flops, mem_mb = samples_train_flops(cell, training["epochs"]), SAMPLES_MEM_MB * attempt
+        mem_mb = SAMPLES_MEM_MB * attempt
     else:
         _, d_ff, context, vocab = cell_shape(config, cell)
-        tied = exp["model"]["tied_embeddings"]
-        flops = train_flops(cell, d_ff, context, vocab, training["epochs"], tied)
-        mem_mb = train_mem_mb(cell, d_ff, context, vocab, training["batch_size"], attempt, tied)
+        mem_mb = train_mem_mb(cell, d_ff, context, vocab, training["batch_size"], attempt,
+                              exp["model"]["tied_embeddings"])
     return {
         "threads": threads,
         "mem_mb": mem_mb,
-        "runtime": train_runtime_min(flops, threads, gpus, attempt),
+        "runtime": train_runtime_min(cell_flops(config, cell), threads, gpus, attempt),
         "gpu": gpus,
         # Only GPU cells name a model: the SLURM plugin sends `--gpus=<model>:<n>` whenever one is set.
         "gpu_model": wanted["gpu_model"] if gpus else "",
@@ -139,10 +147,5 @@ def train_group(config: dict, cell: Cell) -> str | None:
 
     GPU cells stay alone: a group job asks for the GPUs of all its cells at once.
     """
-    exp = config["experiments"][cell.experiment]
-    if cell.on_samples:
-        flops = samples_train_flops(cell, exp["training"]["epochs"])
-    else:
-        _, d_ff, context, vocab = cell_shape(config, cell)
-        flops = train_flops(cell, d_ff, context, vocab, exp["training"]["epochs"])
-    return SMALL_GROUP if flops < SMALL_CELL_FLOPS and not exp["resources"]["gpu"] else None
+    small = cell_flops(config, cell) < SMALL_CELL_FLOPS
+    return SMALL_GROUP if small and not config["experiments"][cell.experiment]["resources"]["gpu"] else None

@@ -29,11 +29,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from workflow_scripts.download import sha256_file
+from workflow_scripts.grid import SAMPLE_GENERATORS as GENERATORS
 from workflow_scripts.io import atomic_path, atomic_write_json, provenance
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-GENERATORS = ("sine", "mnist1d")
 PARTS = ("x", "y")
 # Counts used when samples.<split> is 0: the blog's 2,048 sine points (val/test
 # half that), and MNIST-1D's original 4,000 train / 1,000 test (plus a val).
