@@ -19,8 +19,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import huber, logsumexp
 
-from workflow_scripts import huber_fit as hf
-from workflow_scripts.parametric import DEFAULT_GRID, NAMES, fit_parametric
+from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit.parametric import DEFAULT_GRID, NAMES, fit_parametric
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 

@@ -42,7 +42,7 @@ def repeated_text(source: Path, mb: float, out: Path) -> int:
 
 
 def project_mb_s(tokenizer: Path, text: Path, n_bytes: int, folder: Path) -> tuple[float, int]:
-    from workflow_scripts.tokens import tokenize_split
+    from workflow_scripts.data.tokens import tokenize_split
 
     start = time.perf_counter()
     meta = tokenize_split(tokenizer, text, folder / "t.bin", folder / "t.json")
@@ -75,7 +75,7 @@ def peak_rss_mb(tokenizer: Path, mb: float, folder: Path) -> float:
 
 
 def rss_child(tokenizer: str, text: str) -> None:
-    from workflow_scripts.tokens import tokenize_split
+    from workflow_scripts.data.tokens import tokenize_split
 
     out = Path(text).with_suffix(".bin")
     tokenize_split(tokenizer, text, out, out.with_suffix(".json"))
@@ -95,7 +95,7 @@ def main() -> None:
     if not TINYSHAKESPEARE.exists():
         sys.exit(f"{TINYSHAKESPEARE} is absent: the benchmark reads it")
 
-    from workflow_scripts.tokenizer import train_tokenizer
+    from workflow_scripts.data.tokenizer import train_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

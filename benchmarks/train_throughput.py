@@ -7,7 +7,7 @@
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: transformers). For
 each shape (n_layer, d_model, n_head) and vocabulary it times the project's
-training step — ``workflow_scripts.model.GPT``, the optimiser of
+training step — ``workflow_scripts.models.transformer.GPT``, the optimiser of
 ``optim.make_optimizer``, forward, loss, backward, gradient clipping, AdamW
 step, as ``train.train`` runs it — against ``GPT2LMHeadModel`` of the same
 shape: d_ff = 4·d, tied embeddings, learned positions, exact GELU, no dropout,
@@ -29,7 +29,7 @@ and attention without the causal discount, which the kernels skip: at a large
 vocabulary and small width it exceeds the FLOPs done, and utilisation can
 pass 100%.
 
-Last it times ``python -m workflow_scripts.train`` on a tiny cell, three
+Last it times ``python -m workflow_scripts.train.token_cell`` on a tiny cell, three
 times: process start to the first training step, and the last step to
 ``metrics.json`` written and to the process's exit.
 
@@ -45,7 +45,7 @@ holding the (tokens, vocabulary) logits): 0.81-1.13x of ``F.cross_entropy`` at
 vocabulary 8192; the flash-attention CPU kernel beats the explicit-matmul form
 (0.44-0.57x); fused/foreach AdamW on CPU: ≤ 1.05x, and shared by both models.
 
-Both models run under ``workflow_scripts.device.configure``, which on CPU
+Both models run under ``workflow_scripts.train.device.configure``, which on CPU
 makes glibc keep freed memory (``keep_freed_memory``): large tensors (logits,
 their gradients) are reused from the heap instead of being mapped and
 zero-filled afresh at every step, as in the project's training cells.
@@ -173,10 +173,10 @@ def time_interleaved(jobs: dict, clock: Clock, repeats: int, rep_seconds: float)
 def throughput_rows(args, threads: int) -> list[dict]:
     import torch
 
-    from workflow_scripts import device as devices
-    from workflow_scripts.model import GPT, GPTConfig, training_flops
-    from workflow_scripts.optim import make_optimizer
-    from workflow_scripts.train import TrainConfig
+    from workflow_scripts.train import device as devices
+    from workflow_scripts.models.transformer import GPT, GPTConfig, training_flops
+    from workflow_scripts.train.optim import make_optimizer
+    from workflow_scripts.train.token_cell import TrainConfig
 
     cpu = torch.device("cpu")
     devices.configure(cpu, threads)
@@ -247,7 +247,7 @@ def write_tokens(folder: Path, name: str, n: int, vocab: int, seed: int) -> Path
 
 
 def overhead_child(stamps: str, argv: list[str]) -> None:
-    """``python -m workflow_scripts.train argv``, noting when the first step starts and the last ends."""
+    """``python -m workflow_scripts.train.token_cell argv``, noting when the first step starts and the last ends."""
     import atexit
     import runpy
 
@@ -266,8 +266,8 @@ def overhead_child(stamps: str, argv: list[str]) -> None:
     torch.nn.modules.module.register_module_forward_pre_hook(before_forward)
     register_optimizer_step_post_hook(after_step)
     atexit.register(lambda: Path(stamps).write_text(json.dumps(times | {"shutdown": time.time()})))
-    sys.argv = ["workflow_scripts.train", *argv]
-    runpy.run_module("workflow_scripts.train", run_name="__main__", alter_sys=True)
+    sys.argv = ["workflow_scripts.train.token_cell", *argv]
+    runpy.run_module("workflow_scripts.train.token_cell", run_name="__main__", alter_sys=True)
 
 
 def fixed_overhead(runs: int = 3) -> None:
@@ -303,7 +303,7 @@ def fixed_overhead(runs: int = 3) -> None:
         torch_import = time.time() - launched
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     print(
-        f"fixed overhead of a tiny cell (python -m workflow_scripts.train, L1 d16, {med['n_steps']:.0f} steps; "
+        f"fixed overhead of a tiny cell (python -m workflow_scripts.train.token_cell, L1 d16, {med['n_steps']:.0f} steps; "
         f"median of {runs}): process start → first step {med['start']:.2f} s, last step → metrics.json "
         f"{med['written']:.2f} s, → process exit {med['exit']:.2f} s (interpreter teardown {med['teardown']:.2f} s); the steps {med['steps']:.2f} s; "
         f"`python -c 'import torch'` {torch_import:.2f} s"

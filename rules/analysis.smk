@@ -26,7 +26,7 @@ rule aggregate:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python -m workflow_scripts.aggregate --out {output.runs} --curves {output.curves}"
+        "python -m workflow_scripts.analysis.aggregate --out {output.runs} --curves {output.curves}"
         " --summary {output.summary} {input.metrics} > {log} 2>&1"
 
 
@@ -45,7 +45,7 @@ rule fit:
     params:
         flags=get_fit_flags,
     shell:
-        "python -m workflow_scripts.fit --runs {input.runs} --curves {input.curves}"
+        "python -m workflow_scripts.analysis.fit.experiment --runs {input.runs} --curves {input.curves}"
         " --out {output} {params.flags} > {log} 2>&1"
 
 
@@ -65,7 +65,7 @@ rule tables:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python -m workflow_scripts.tables --fits {input} --csv {output.csv}"
+        "python -m workflow_scripts.analysis.tables --fits {input} --csv {output.csv}"
         " --tex {output.tex} > {log} 2>&1"
 
 
@@ -159,7 +159,7 @@ rule figures:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python -m workflow_scripts.figures --runs {input.runs} --fits {input.fits}"
+        "python -m workflow_scripts.analysis.figures.draw --runs {input.runs} --fits {input.fits}"
         " --curves {input.curves}"
         " --loss-vs-n {output.loss_vs_n_png} {output.loss_vs_n_pdf}"
         " --loss-vs-d {output.loss_vs_d_png} {output.loss_vs_d_pdf}"
@@ -199,5 +199,5 @@ rule compare:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python -m workflow_scripts.compare --runs {input.runs} --fits {input.fits}"
+        "python -m workflow_scripts.analysis.compare --runs {input.runs} --fits {input.fits}"
         " --png {output.png} --pdf {output.pdf} --csv {output.csv} > {log} 2>&1"

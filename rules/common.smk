@@ -18,18 +18,18 @@ os.environ.update(
     PATH=os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", ""))),
 )
 
-from workflow_scripts.config import ConfigError, check_config, describe_validation_error
-from workflow_scripts.grid import (
+from workflow_scripts.plan.config import ConfigError, check_config, describe_validation_error
+from workflow_scripts.plan.grid import (
     as_flags,
     branch_groups,
     expand_grid,
     grid_warnings,
     train_arguments,
 )
-from workflow_scripts.ddp import launcher
-from workflow_scripts.download import download_name, download_path
-from workflow_scripts.samples import local_input_files
-from workflow_scripts.resources import train_group, train_resources
+from workflow_scripts.train.ddp import launcher
+from workflow_scripts.data.download import download_name, download_path
+from workflow_scripts.data.samples import local_input_files
+from workflow_scripts.plan.resources import train_group, train_resources
 
 # Stop with one line naming the key, the value and what was expected.
 try:
@@ -195,7 +195,7 @@ def get_train_threads(wildcards):
 
 
 def get_launcher(wildcards, resources):
-    """``python -m workflow_scripts.train``, or its data-parallel wrapper for cells with several GPUs."""
+    """``python -m workflow_scripts.train.token_cell``, or its data-parallel wrapper for cells with several GPUs."""
     return launcher(resources.gpu)
 
 
@@ -247,7 +247,7 @@ def get_analysis(wildcards):
 
 
 def get_fit_flags(wildcards):
-    """Flags of workflow_scripts.fit from the experiment's analysis block."""
+    """Flags of workflow_scripts.analysis.fit.experiment from the experiment's analysis block."""
     analysis = get_analysis(wildcards)
     flags = ["--bootstrap", analysis["bootstrap"], "--seed", analysis["seed"]]
     flags += ["--holdout", analysis.get("holdout", 1)]

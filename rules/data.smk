@@ -5,7 +5,7 @@
 # image tables) become .npy arrays instead.
 
 # A local dataset's files are inputs of its preparation: editing one re-runs it
-# (workflow_scripts.samples.local_input_files; a glob matching nothing stays as is,
+# (workflow_scripts.data.samples.local_input_files; a glob matching nothing stays as is,
 # so Snakemake names it as missing).
 
 
@@ -24,7 +24,7 @@ rule download:
     params:
         spec=get_download,
     script:
-        "../workflow_scripts/adapters/download.py"
+        "../workflow_scripts/data/adapters/download.py"
 
 
 rule prepare_dataset:
@@ -45,7 +45,7 @@ rule prepare_dataset:
     params:
         spec=get_dataset_spec,
     script:
-        "../workflow_scripts/adapters/prepare_dataset.py"
+        "../workflow_scripts/data/adapters/prepare_dataset.py"
 
 
 # Samples datasets: x and y arrays and a meta per split (contract: samples/{split}.*).
@@ -71,7 +71,7 @@ rule prepare_samples:
     params:
         spec=get_dataset_spec,
     script:
-        "../workflow_scripts/adapters/prepare_samples.py"
+        "../workflow_scripts/data/adapters/prepare_samples.py"
 
 
 # A tokenizer named "samples" would clash with the samples folder: the samples win.
@@ -90,7 +90,7 @@ rule train_tokenizer:
     params:
         spec=get_tokenizer_spec,
     script:
-        "../workflow_scripts/adapters/train_tokenizer.py"
+        "../workflow_scripts/data/adapters/train_tokenizer.py"
 
 
 rule tokenize:
@@ -109,7 +109,7 @@ rule tokenize:
         "../envs/data.yaml"
     threads: workflow.cores
     script:
-        "../workflow_scripts/adapters/tokenize.py"
+        "../workflow_scripts/data/adapters/tokenize.py"
 
 
 # Another dataset's test split in this experiment's tokens: the transfer loss.
@@ -133,4 +133,4 @@ rule tokenize_transfer:
     params:
         split="test",
     script:
-        "../workflow_scripts/adapters/tokenize.py"
+        "../workflow_scripts/data/adapters/tokenize.py"

@@ -89,5 +89,5 @@ rule train_samples_cell:
         flags=get_train_flags,
         data=get_samples_folder,
     shell:
-        "python -m workflow_scripts.train_samples {params.flags} --threads {threads} --gpus {resources.gpu}"
+        "python -m workflow_scripts.train.samples_cell {params.flags} --threads {threads} --gpus {resources.gpu}"
         " --data {params.data} --metrics {output.metrics} --curve {output.curve} > {log} 2>&1"

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from workflow_scripts.io import read_json
-from workflow_scripts.sources import prepare_dataset
-from workflow_scripts.tokenizer import train_tokenizer
-from workflow_scripts.tokens import tokenize_split
+from workflow_scripts.data.sources import prepare_dataset
+from workflow_scripts.data.tokenizer import train_tokenizer
+from workflow_scripts.data.tokens import tokenize_split
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -115,7 +115,7 @@ def token_files(tmp_path_factory):
 
 def small_cell(root, **overrides):
     """A one-layer cell on ``token_files``, a second or so of training."""
-    from workflow_scripts.train import TrainConfig  # torch loads only for the tests that train
+    from workflow_scripts.train.token_cell import TrainConfig  # torch loads only for the tests that train
 
     settings = dict(train_tokens=str(root / "train.bin"), val_tokens=str(root / "val.bin"), n_layer=1, d_model=16,
                     n_head=2, context=32, tokens=8192, batch_size=8, eval_tokens=1024, eval_points=4, seed=0)

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from workflow_scripts.aggregate import (CELL_COLUMNS, CURVE_COLUMNS, collect_curves, collect_runs, flatten, main,
+from workflow_scripts.analysis.aggregate import (CELL_COLUMNS, CURVE_COLUMNS, collect_curves, collect_runs, flatten, main,
                                         summarize_cells, write_runs)
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts import approach1
-from workflow_scripts.fit import fit_experiment
+from workflow_scripts.analysis.fit import approach1
+from workflow_scripts.analysis.fit.experiment import fit_experiment
 
 # L = E + A/N^α + B/D^β (Hoffmann et al. 2022, Eq. 2): with C = 6ND the optimum is N_opt ∝ C^(β/(α+β)).
 E, A, B, ALPHA, BETA = 1.7, 400.0, 410.0, 0.34, 0.28

@@ -12,10 +12,10 @@ import torch
 
 from conftest import small_cell, write_config
 from test_workflow import planned_jobs
-from workflow_scripts.checkpoint import Checkpointer
-from workflow_scripts.config import validate_config
-from workflow_scripts.grid import expand_grid, train_arguments
-from workflow_scripts.train import TrainConfig, train
+from workflow_scripts.train.checkpoint import Checkpointer
+from workflow_scripts.plan.config import validate_config
+from workflow_scripts.plan.grid import expand_grid, train_arguments
+from workflow_scripts.train.token_cell import TrainConfig, train
 
 SIZES = [4096, 8192, 20480]
 # Dropout on, so the restored RNG state matters; the largest budget is the stable phase's.
@@ -79,7 +79,7 @@ def test_stable_phase_and_cooldown_from_the_command_line(token_files, alone, tmp
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in asdict(wsd_cell(token_files, tokens=8192)).items()
              if k in {"train_tokens", "val_tokens", "n_layer", "d_model", "n_head", "context", "batch_size",
                       "eval_tokens", "eval_points", "seed", "tokens", *WSD}]
-    python = [sys.executable, "-m", "workflow_scripts.train", *flags]
+    python = [sys.executable, "-m", "workflow_scripts.train.token_cell", *flags]
     folder = tmp_path / "branches"
     stable = subprocess.run([*python, "--branch-tokens", "4096,8192", "--branch-dir", str(folder)],
                             capture_output=True, text=True, timeout=120)

@@ -4,9 +4,9 @@ import pytest
 import yaml
 
 from conftest import REPO, write_config
-from workflow_scripts.synthetic import HMMSpec
-from workflow_scripts.config import ConfigError, load_config, validate_config
-from workflow_scripts.grid import expand_grid, train_arguments
+from workflow_scripts.data.synthetic import HMMSpec
+from workflow_scripts.plan.config import ConfigError, load_config, validate_config
+from workflow_scripts.plan.grid import expand_grid, train_arguments
 
 
 def test_default_study_is_valid_and_fills_defaults():
@@ -121,8 +121,8 @@ def budget_config(tiny_config, budgets):
 
 
 def test_nonembedding_parameters_match_the_models_count():
-    from workflow_scripts.grid import nonembedding_parameters
-    from workflow_scripts.model import GPTConfig, count_parameters
+    from workflow_scripts.plan.grid import nonembedding_parameters
+    from workflow_scripts.models.transformer import GPTConfig, count_parameters
 
     for n_layer, d, d_ff in [(1, 8, 32), (2, 24, 96), (3, 64, 100)]:
         cfg = GPTConfig(vocab_size=50, context=16, n_layer=n_layer, d_model=d, n_head=2, d_ff=d_ff)
@@ -130,7 +130,7 @@ def test_nonembedding_parameters_match_the_models_count():
 
 
 def test_compute_budgets_expand_to_one_cell_per_budget_and_size_with_d_from_6nd(tiny_config):
-    from workflow_scripts.grid import grid_warnings, nonembedding_parameters
+    from workflow_scripts.plan.grid import grid_warnings, nonembedding_parameters
 
     config = validate_config(budget_config(tiny_config, [1e7, 1e8, 1e9]))
     cells = expand_grid(config)
@@ -160,7 +160,7 @@ def test_compute_budgets_expand_to_one_cell_per_budget_and_size_with_d_from_6nd(
 
 
 def test_budget_names_are_wildcard_safe():
-    from workflow_scripts.grid import budget_name
+    from workflow_scripts.plan.grid import budget_name
 
     assert [budget_name(c) for c in (1e15, 3.16e15, 10**9, 6e18, 123456789)] == [
         "C1e15", "C3.16e15", "C1e9", "C6e18", "C1.23457e8"]
@@ -208,7 +208,7 @@ def test_wsd_without_branching_or_with_one_budget_needs_no_fixed_warmup(tiny_con
 
 
 def test_wsd_cells_of_a_model_and_seed_form_one_branch_group(tiny_config):
-    from workflow_scripts.grid import branch_groups
+    from workflow_scripts.plan.grid import branch_groups
 
     tiny_config["experiments"]["tiny"].update(seeds=[0, 1], data_sizes=[16384, 4096, 8192])
     tiny_config["experiments"]["tiny"]["training"].update(schedule="wsd", warmup_steps=3, cooldown_frac=0.25)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow_scripts import ddp
-from workflow_scripts.checkpoint import default_path
+from workflow_scripts.train import ddp
+from workflow_scripts.train.checkpoint import default_path
 
 CELL = ["--n-layer", "1", "--d-model", "16", "--n-head", "2", "--context", "32", "--batch-size", "8",
         "--tokens", "8192", "--eval-tokens", "1024", "--eval-points", "4", "--threads", "1", "--device", "cpu"]
@@ -33,10 +33,10 @@ def run(launcher, token_files, out, *extra):
 
 
 def test_launcher_starts_torchrun_only_for_several_gpus():
-    assert ddp.launcher(0) == ddp.launcher(1) == "python -m workflow_scripts.train"
-    assert ddp.launcher(4) == "python -m workflow_scripts.ddp --nproc-per-node 4"
+    assert ddp.launcher(0) == ddp.launcher(1) == "python -m workflow_scripts.train.token_cell"
+    assert ddp.launcher(4) == "python -m workflow_scripts.train.ddp --nproc-per-node 4"
     assert ddp.torchrun_command(4, ["--tokens", "8"])[1:] == [
-        "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "workflow_scripts.train",
+        "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "workflow_scripts.train.token_cell",
         "--tokens", "8"]
 
 
@@ -72,7 +72,7 @@ def test_batch_that_does_not_divide_among_the_processes_is_one_clear_error(token
 
 
 def test_stop_signal_to_the_launcher_checkpoints_and_the_rerun_resumes(token_files, tmp_path):
-    """SIGTERM (or SLURM's SIGUSR1) to ``python -m workflow_scripts.ddp``: torchrun passes SIGTERM to both
+    """SIGTERM (or SLURM's SIGUSR1) to ``python -m workflow_scripts.train.ddp``: torchrun passes SIGTERM to both
     ranks, which agree to stop at the same step; rank 0 checkpoints; run again, the cell resumes from it."""
     longer = ("--epochs", "4")  # 128 steps
     reference = tmp_path / "reference"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.download import download_path, fetch
-from workflow_scripts.sources import prepare_dataset, read_split
+from workflow_scripts.data.download import download_path, fetch
+from workflow_scripts.data.sources import prepare_dataset, read_split
 
 TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"

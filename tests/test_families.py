@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from workflow_scripts.families import (
+from workflow_scripts.models.families import (
     ACTIVATIONS, Net, NetConfig, conv_plan, count_parameters, flop_terms, forward_flops_per_sample, training_flops,
     widest_activation,
 )

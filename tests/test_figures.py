@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import SMALL_GRID
-from workflow_scripts.figures import _figure_functions, main, plot_figure, plot_loss_vs_d, plot_loss_vs_n
-from workflow_scripts.figures_curves import compute_frontier, load_curves
-from workflow_scripts.fit import fit_experiment, fit_power_law
+from workflow_scripts.analysis.figures.draw import _figure_functions, main, plot_figure, plot_loss_vs_d, plot_loss_vs_n
+from workflow_scripts.analysis.figures.curves import compute_frontier, load_curves
+from workflow_scripts.analysis.fit.experiment import fit_experiment, fit_power_law
 
 NEW_FIGURES = ("learning_curves", "loss_vs_C", "isoflops", "N_opt", "residuals", "parameters", "approach1",
                "accuracy_vs_C", "kaplan")
@@ -232,7 +232,7 @@ def classifier_runs():
 
 
 def test_accuracy_figure_frontier_and_sample_labels(tmp_path, fits):
-    from workflow_scripts.figures_allocation import accuracy_frontier
+    from workflow_scripts.analysis.figures.allocation import accuracy_frontier
 
     runs = classifier_runs()
     fig = _figure_functions()["accuracy_vs_C"](runs, fits)
@@ -268,7 +268,7 @@ def test_approach1_figure_draws_the_envelope(tmp_path, fits):
 
 
 def test_compare_figure_and_table(tmp_path, fits):
-    from workflow_scripts.compare import main as compare_main
+    from workflow_scripts.analysis.compare import main as compare_main
 
     other_runs = classifier_runs().assign(experiment="other")
     other_runs["val_loss"] *= 1.1

@@ -12,8 +12,8 @@ import pytest
 from scipy.optimize import check_grad
 
 from conftest import SMALL_GRID
-from workflow_scripts.fit import _objective, bootstrap_power_law, fit_experiment, fit_power_law, main
-from workflow_scripts.laws import extrapolation, frontier, power_law
+from workflow_scripts.analysis.fit.experiment import _objective, bootstrap_power_law, fit_experiment, fit_power_law, main
+from workflow_scripts.analysis.fit.laws import extrapolation, frontier, power_law
 
 REPO = Path(__file__).resolve().parents[1]
 # A small initialisation grid for L(N,D) (243 starts) keeps the experiment tests fast.
@@ -178,7 +178,7 @@ def test_cli_writes_fits_json(tmp_path):
     runs.to_csv(tmp_path / "runs.csv", index=False)
     out = tmp_path / "out" / "fits.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "workflow_scripts.fit", "--runs", str(tmp_path / "runs.csv"), "--out", str(out),
+        [sys.executable, "-m", "workflow_scripts.analysis.fit.experiment", "--runs", str(tmp_path / "runs.csv"), "--out", str(out),
          "--bootstrap", "20", "--seed", "1"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
@@ -191,7 +191,7 @@ def test_cli_writes_fits_json(tmp_path):
     assert fits["compute_optimal"]["a"] + fits["compute_optimal"]["b"] == pytest.approx(1.0)
     assert fits["provenance"]["config"]["n_bootstrap"] == 20
     assert "L(N): E=" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "workflow_scripts.fit", "--runs", str(tmp_path / "nope.csv"),
+    bad = subprocess.run([sys.executable, "-m", "workflow_scripts.analysis.fit.experiment", "--runs", str(tmp_path / "nope.csv"),
                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "error:" in bad.stderr
 

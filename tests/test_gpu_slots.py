@@ -14,12 +14,12 @@ import time
 import pytest
 
 from conftest import REPO
-from workflow_scripts import gpu_slots
+from workflow_scripts.train import gpu_slots
 
 # Claims GPUs, prints what CUDA would see, then holds them until killed or stdin closes.
 CLAIMANT = """
 import os, sys
-from workflow_scripts import gpu_slots
+from workflow_scripts.train import gpu_slots
 try:
     gpu_slots.claim(int(sys.argv[1]))
 except gpu_slots.NoFreeGPU as error:
@@ -102,7 +102,7 @@ def test_devices_set_by_a_scheduler_are_the_only_ones_shared(claimants):
 
 
 def test_training_entry_point_claims_before_training(slots_env, monkeypatch, tmp_path):
-    from workflow_scripts.train import main
+    from workflow_scripts.train.token_cell import main
 
     monkeypatch.setenv("GPU_SLOTS_COUNT", "1")
     monkeypatch.setenv("GPU_SLOTS_WAIT_S", "0")

@@ -4,9 +4,9 @@ import copy
 
 import pytest
 
-from workflow_scripts.config import ConfigError, validate_config
-from workflow_scripts.grid import expand_grid, size_sweep, train_arguments
-from workflow_scripts.resources import train_resources
+from workflow_scripts.plan.config import ConfigError, validate_config
+from workflow_scripts.plan.grid import expand_grid, size_sweep, train_arguments
+from workflow_scripts.plan.resources import train_resources
 
 SINE_CONFIG = {
     "datasets": {"sine": {"source": "generator", "generator": "sine", "samples": {"train": 4096, "val": 512, "test": 512}}},
@@ -97,7 +97,7 @@ def test_a_transformer_on_text_needs_a_batch_and_a_known_transfer_set(tiny_confi
 
 
 def test_an_isoflop_grid_keeps_pairs_inside_the_tokens_per_parameter_window(tiny_config):
-    from workflow_scripts.grid import grid_warnings, nonembedding_parameters
+    from workflow_scripts.plan.grid import grid_warnings, nonembedding_parameters
 
     exp = tiny_config["experiments"]["tiny"]
     exp.update(data_sizes=[], compute_budgets=[1e8, 4e8], tokens_per_parameter=[1, 20])
@@ -118,7 +118,7 @@ def test_cells_with_several_gpus_start_data_parallel(tiny_config, tmp_path, run_
     result = run_snakemake(tmp_path, "-n", "-p", "--cores", "8", "--resources", "gpu=2", "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-2000:]
     commands = [line for line in result.stdout.splitlines() if "workflow_scripts" in line and "--tokens" in line]
-    assert commands and all("python -m workflow_scripts.ddp --nproc-per-node 2 --experiment" in c for c in commands)
+    assert commands and all("python -m workflow_scripts.train.ddp --nproc-per-node 2 --experiment" in c for c in commands)
     assert all("--threads 3 " in c and "--gpus 2" in c for c in commands)  # 6 threads for the job, 3 per process
 
 
@@ -131,7 +131,7 @@ def test_a_transfer_set_is_tokenized_and_passed_to_every_cell(tiny_config, tmp_p
     result = run_snakemake(tmp_path, "-n", "-p", "--cores", "2", "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rule tokenize_transfer:" in result.stdout
-    commands = [line for line in result.stdout.splitlines() if "workflow_scripts.train " in line]
+    commands = [line for line in result.stdout.splitlines() if "workflow_scripts.train.token_cell " in line]
     wanted = "--transfer-tokens results/data/synthetic/char/transfer/other.bin --transfer-name other"
     assert commands and all(wanted in c and "--test-tokens results/data/synthetic/char/test.bin" in c for c in commands)
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from workflow_scripts.io import read_json
-from workflow_scripts.sources import prepare_dataset, read_split
+from workflow_scripts.data.sources import prepare_dataset, read_split
 
 DOCS = [f"story {i}: " + "once upon a time " * (i % 5) + ("\nthe end." if i % 3 else "") for i in range(400)]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflow_scripts.isoflops import fit_isoflops, parabola_minimum, read_curves
+from workflow_scripts.analysis.fit.isoflops import fit_isoflops, parabola_minimum, read_curves
 
 CURVES = Path(__file__).resolve().parents[2] / "shared" / "data" / "isoflops_curves.json"
 

@@ -8,9 +8,9 @@ import pytest
 from scipy.optimize import check_grad
 
 from conftest import SMALL_GRID
-from workflow_scripts import huber_fit as hf
-from workflow_scripts import kaplan
-from workflow_scripts.fit import fit_experiment, law_list
+from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit import kaplan
+from workflow_scripts.analysis.fit.experiment import fit_experiment, law_list
 
 # Kaplan et al. (2020), Eq. 1.5 and 1.6 (their Table 2 values).
 ND = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}

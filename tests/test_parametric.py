@@ -8,8 +8,8 @@ import pytest
 from scipy.optimize import check_grad
 
 from conftest import SMALL_GRID
-from workflow_scripts import huber_fit as hf
-from workflow_scripts.parametric import compute_optimal, fit_parametric
+from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit.parametric import compute_optimal, fit_parametric
 
 MISFITTING = Path(__file__).resolve().parents[2] / "shared" / "data" / "misfitting_final_runs.csv"
 # Hoffmann et al. (2022), approach 3.

@@ -6,10 +6,10 @@ import re
 import pytest
 
 from conftest import REPO, TINY_CONFIG, write_config
-from workflow_scripts.config import validate_config
-from workflow_scripts.grid import Cell, expand_grid
-from workflow_scripts.model import GPTConfig, count_parameters
-from workflow_scripts.resources import (
+from workflow_scripts.plan.config import validate_config
+from workflow_scripts.plan.grid import Cell, expand_grid
+from workflow_scripts.models.transformer import GPTConfig, count_parameters
+from workflow_scripts.plan.resources import (
     MEM_FLOOR_MB,
     RUNTIME_FLOOR_MIN,
     SMALL_CELL_FLOPS,

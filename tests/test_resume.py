@@ -1,6 +1,6 @@
 """Checkpoints and resumption: a killed or preempted cell, run again, ends with the numbers of an uninterrupted run.
 
-The jobs run as real ``python -m workflow_scripts.train`` processes and are
+The jobs run as real ``python -m workflow_scripts.train.token_cell`` processes and are
 killed with real signals. Dropout is on so that the restored torch RNG state
 matters, and the cell makes several epochs so the data-order position matters.
 """
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from conftest import small_cell
-from workflow_scripts.checkpoint import Checkpointer, default_path
-from workflow_scripts.train import train
+from workflow_scripts.train.checkpoint import Checkpointer, default_path
+from workflow_scripts.train.token_cell import train
 
 STEPS = 28672 // 32 * 3 // 8  # tokens // context × epochs // batch_size
 # Everything the numbers depend on; the outputs and the checkpoint cadence are added per run.
@@ -29,7 +29,7 @@ NUMBERS = ("val_loss", "val_loss_best", "train_loss", "steps", "D", "C")
 
 
 def command(token_files, out, *extra):
-    return [sys.executable, "-m", "workflow_scripts.train", *CELL,
+    return [sys.executable, "-m", "workflow_scripts.train.token_cell", *CELL,
             "--train-tokens", str(token_files / "train.bin"), "--val-tokens", str(token_files / "val.bin"),
             "--metrics", str(out / "metrics.json"), "--curve", str(out / "curve.csv"), *extra]
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from workflow_scripts.schedule import lr_at, make_schedule, window_order, wsd_lr_at
+from workflow_scripts.train.schedule import lr_at, make_schedule, window_order, wsd_lr_at
 
 
 def test_wsd_warms_up_holds_the_peak_then_cools_down_as_one_minus_sqrt():

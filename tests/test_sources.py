@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflow_scripts import synthetic
+from workflow_scripts.data import synthetic
 from workflow_scripts.io import read_json
-from workflow_scripts.sources import prepare_dataset, read_split
+from workflow_scripts.data.sources import prepare_dataset, read_split
 
 TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
 
@@ -188,7 +188,7 @@ SHA = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
     ],
 )
 def test_config_errors_of_sources_and_tokenizers(tiny_config, dataset, tokenizer, message):
-    from workflow_scripts.config import ConfigError, validate_config
+    from workflow_scripts.plan.config import ConfigError, validate_config
 
     tiny_config["datasets"] = {"d": dataset}
     tiny_config["tokenizers"] = {"t": {"kind": "char", **tokenizer}}
@@ -200,7 +200,7 @@ def test_config_errors_of_sources_and_tokenizers(tiny_config, dataset, tokenizer
 
 
 def test_new_sources_validate_with_defaults(tiny_config):
-    from workflow_scripts.config import validate_config
+    from workflow_scripts.plan.config import validate_config
 
     tiny_config["datasets"] = {
         "u": {"source": "url", "url": "http://x/a.txt", "sha256": SHA},

@@ -3,8 +3,8 @@
 import pytest
 
 from conftest import REPO
-from workflow_scripts.config import load_config
-from workflow_scripts.grid import expand_grid
+from workflow_scripts.plan.config import load_config
+from workflow_scripts.plan.grid import expand_grid
 
 STUDIES = sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "schema.yaml")
 # The studies the README's results section promises, each with a laptop-sized variant where the full one needs GPUs.

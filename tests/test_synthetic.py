@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from workflow_scripts.synthetic import (
+from workflow_scripts.data.synthetic import (
     HMMSpec,
     alphabet,
     log_likelihood,

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from conftest import SMALL_GRID
-from workflow_scripts.fit import fit_experiment
-from workflow_scripts.tables import COLUMNS, fits_table, fits_tex, main
+from workflow_scripts.analysis.fit.experiment import fit_experiment
+from workflow_scripts.analysis.tables import COLUMNS, fits_table, fits_tex, main
 
 
 @pytest.fixture(scope="module")

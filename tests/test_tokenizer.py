@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.tokenizer import UNK, load_tokenizer, train_tokenizer
+from workflow_scripts.data.tokenizer import UNK, load_tokenizer, train_tokenizer
 
 TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from workflow_scripts.io import read_json
-from workflow_scripts.sources import prepare_dataset
-from workflow_scripts.tokenizer import load_tokenizer, train_tokenizer
-from workflow_scripts.tokens import open_tokens, token_dtype, tokenize_split
+from workflow_scripts.data.sources import prepare_dataset
+from workflow_scripts.data.tokenizer import load_tokenizer, train_tokenizer
+from workflow_scripts.data.tokens import open_tokens, token_dtype, tokenize_split
 
 # Pieces that stress chunk boundaries: whitespace runs before and after
 # newlines, CRLF, tabs, non-breaking and line-separator spaces, contractions.

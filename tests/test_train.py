@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from conftest import small_cell
-from workflow_scripts import device as devices
-from workflow_scripts import evaluation
+from workflow_scripts.train import device as devices
+from workflow_scripts.train import evaluation
 from workflow_scripts.io import read_json
-from workflow_scripts.model import GPT, GPTConfig
-from workflow_scripts.sources import prepare_dataset
-from workflow_scripts.tokens import tokenize_split
-from workflow_scripts import train as training
-from workflow_scripts.train import plan_steps, train, window_order
+from workflow_scripts.models.transformer import GPT, GPTConfig
+from workflow_scripts.data.sources import prepare_dataset
+from workflow_scripts.data.tokens import tokenize_split
+from workflow_scripts.train import token_cell as training
+from workflow_scripts.train.token_cell import plan_steps, train, window_order
 
 
 def test_same_cell_twice_gives_identical_numbers(token_files):
@@ -78,12 +78,12 @@ def test_command_line_writes_outputs_and_reports_bad_budget_in_one_line(token_fi
     flags = ["--train-tokens", str(token_files / "train.bin"), "--val-tokens", str(token_files / "val.bin"),
              "--n-layer", "1", "--d-model", "8", "--n-head", "2", "--context", "16", "--batch-size", "4",
              "--eval-tokens", "256", "--metrics", str(tmp_path / "m.json"), "--curve", str(tmp_path / "c.csv")]
-    ok = subprocess.run([sys.executable, "-m", "workflow_scripts.train", *flags, "--tokens", "2048"],
+    ok = subprocess.run([sys.executable, "-m", "workflow_scripts.train.token_cell", *flags, "--tokens", "2048"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert json.loads((tmp_path / "m.json").read_text())["status"] == "ok"
     assert not pd.read_csv(tmp_path / "c.csv").empty
-    bad = subprocess.run([sys.executable, "-m", "workflow_scripts.train", *flags, "--tokens", "99999",
+    bad = subprocess.run([sys.executable, "-m", "workflow_scripts.train.token_cell", *flags, "--tokens", "99999",
                           "--metrics", str(tmp_path / "bad.json")], capture_output=True, text=True)
     assert bad.returncode != 0 and bad.stderr.strip().startswith("error: token budget 99999 exceeds")
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.json").exists()

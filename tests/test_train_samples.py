@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow_scripts.checkpoint import Checkpointer, Stopped, default_path
-from workflow_scripts.families import Net, NetConfig, forward_flops_per_sample
-from workflow_scripts.schedule import make_schedule
-from workflow_scripts.train_samples import (
+from workflow_scripts.train.checkpoint import Checkpointer, Stopped, default_path
+from workflow_scripts.models.families import Net, NetConfig, forward_flops_per_sample
+from workflow_scripts.train.schedule import make_schedule
+from workflow_scripts.train.samples_cell import (
     CURVE_COLUMNS, SamplesConfig, epoch_order, evaluate, main, train, train_subset,
 )
 
@@ -30,7 +30,7 @@ NOT_NUMBERS = ("wall_time_s", "samples_per_s", "provenance")
 
 
 def write_samples(folder: Path, splits: dict, task: str, n_classes=None, x_scale=1.0, optimal_loss=None) -> Path:
-    """A samples folder as workflow_scripts.samples writes it: {split}.x.npy, .y.npy and .json meta."""
+    """A samples folder as workflow_scripts.data.samples writes it: {split}.x.npy, .y.npy and .json meta."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, (x, y) in splits.items():
         np.save(folder / f"{split}.x.npy", x)
@@ -177,7 +177,7 @@ def test_sigterm_checkpoints_exits_nonzero_and_the_rerun_resumes(sine, tmp_path)
              "--samples", "1000", "--epochs", "25", "--batch-size", "8", "--lr", "0.01", "--eval-points", "4",
              "--threads", "1", "--device", "cpu", "--metrics", str(tmp_path / "metrics.json"),
              "--curve", str(tmp_path / "curve.csv")]
-    cmd = [sys.executable, "-m", "workflow_scripts.train_samples", *flags]
+    cmd = [sys.executable, "-m", "workflow_scripts.train.samples_cell", *flags]
     ckpt = default_path(tmp_path / "metrics.json")
     job = subprocess.Popen([*cmd, "--checkpoint-every-steps", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
@@ -207,7 +207,7 @@ def test_sigterm_checkpoints_exits_nonzero_and_the_rerun_resumes(sine, tmp_path)
 
 def test_divergence_writes_metrics_with_status_diverged_and_exits_zero(sine, tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "workflow_scripts.train_samples", "--data", str(sine), "--n-layer", "2",
+        [sys.executable, "-m", "workflow_scripts.train.samples_cell", "--data", str(sine), "--n-layer", "2",
          "--width", "64", "--samples", "256", "--epochs", "50", "--batch-size", "0", "--lr", "1e12",
          "--device", "cpu", "--metrics", str(tmp_path / "m.json"), "--curve", str(tmp_path / "c.csv")],
         capture_output=True, text=True, timeout=120)

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, TINYSHAKESPEARE, write_config
-from workflow_scripts.config import load_config, validate_config
-from workflow_scripts.grid import expand_grid
+from workflow_scripts.plan.config import load_config, validate_config
+from workflow_scripts.plan.grid import expand_grid
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,0 @@
-from workflow_scripts.adapters import log_to
-from workflow_scripts.tokenizer import train_tokenizer
-
-with log_to(snakemake.log[0]):
-    print(train_tokenizer(snakemake.params.spec, snakemake.input.train, snakemake.output[0]))

@@ -1,0 +1,5 @@
+from workflow_scripts.data.adapters import log_to
+from workflow_scripts.data.tokenizer import train_tokenizer
+
+with log_to(snakemake.log[0]):
+    print(train_tokenizer(snakemake.params.spec, snakemake.input.train, snakemake.output[0]))

@@ -1,0 +1,242 @@
+"""Samples datasets: fixed-shape inputs and targets instead of a token stream.
+
+Three kinds (contract: /tmp/contracts.md section 1), each written as
+``{split}.x.npy``, ``{split}.y.npy`` and ``{split}.json`` for train, val, test:
+
+- ``sine``: regression y = sin x + noise·ε, the toy problem of the scaling-law
+  blog study (a small tanh MLP fit on y = sin x); the MSE floor is noise².
+- ``mnist1d``: the 10-class MNIST-1D signals of Greydanus & Kobak (2020),
+  generated offline with the ``mnist1d`` package (never its downloading
+  ``get_dataset``).
+- image tables (``image_column`` set): MNIST-like 28×28 greyscale images from
+  local parquet/arrow files or the hub, see ``samples_images``.
+
+Every split comes from its own random stream (numpy ``SeedSequence.spawn``), so
+asking for more training samples leaves val and test as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from workflow_scripts.data.download import sha256_file
+from workflow_scripts.plan.grid import SAMPLE_GENERATORS as GENERATORS
+from workflow_scripts.io import atomic_path, atomic_write_json, provenance
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+PARTS = ("x", "y")
+# Counts used when samples.<split> is 0: the blog's 2,048 sine points (val/test
+# half that), and MNIST-1D's original 4,000 train / 1,000 test (plus a val).
+DEFAULT_SAMPLES = {
+    "sine": {"train": 2048, "val": 1024, "test": 1024},
+    "mnist1d": {"train": 4000, "val": 1000, "test": 1000},
+}
+SINE_DEFAULTS = {"x_min": -2 * math.pi, "x_max": 2 * math.pi, "noise": 0.0, "seed": 0}
+# Keys of mnist1d.data.get_dataset_args a config may set. Left out: num_samples and
+# train_split (set from samples), shuffle_seq (its permutation would differ per split
+# seed), final_seq_length and template_len (the contract fixes x_shape [40]).
+MNIST1D_KEYS = (
+    "seed", "scale_coeff", "max_translation", "corr_noise_scale", "iid_noise_scale", "shear_scale"
+)
+
+
+def prepare_samples(spec: dict, out_dir: str | os.PathLike) -> dict:
+    """Write the nine samples files of one dataset into ``out_dir``; return the train meta.
+
+    Nothing is written unless every split succeeds.
+    """
+    source = spec.get("source", "generator")
+    if spec.get("image_column"):
+        from workflow_scripts.data import samples_images
+
+        if source not in ("local", "hf"):
+            raise ValueError(
+                f"dataset source = {source!r} with image_column {spec['image_column']!r}: "
+                "expected local or hf (image tables)"
+            )
+        return samples_images.prepare_images(spec, out_dir)
+    generator = spec.get("generator", "hmm_language")
+    if source != "generator" or generator not in GENERATORS:
+        raise ValueError(
+            f"dataset source = {source!r}, generator = {generator!r}: expected source generator with "
+            f"generator one of {list(GENERATORS)}, or an image_column (not a samples dataset)"
+        )
+    counts = sample_counts(spec, DEFAULT_SAMPLES[generator])
+    if generator == "sine":
+        arrays, info = sine(spec, counts)
+    else:
+        arrays, info = mnist1d(spec, counts)
+    with staged(out_dir) as paths:
+        for split in SPLITS:
+            for part, array in zip(PARTS, arrays[split]):
+                np.save(paths[split, part], array)
+    return write_metas(out_dir, {s: len(arrays[s][1]) for s in SPLITS}, info, spec)
+
+
+def sample_counts(spec: dict, defaults: dict[str, int]) -> dict[str, int]:
+    """Samples per split: ``spec['samples']``, where 0 (or absent) takes ``defaults``."""
+    asked = spec.get("samples", {})
+    counts = {}
+    for split in SPLITS:
+        n = asked.get(split, 0) or defaults.get(split, 0)
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"dataset samples.{split} = {n!r}: expected an integer >= 0")
+        counts[split] = n
+    return counts
+
+
+def split_streams(seed: int) -> dict[str, np.random.SeedSequence]:
+    """One independent seed sequence per split, each reproducible on its own."""
+    return dict(zip(SPLITS, np.random.SeedSequence(seed).spawn(len(SPLITS))))
+
+
+def sine(spec: dict, counts: dict[str, int]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
+    """x uniform in [x_min, x_max], y = sin x + noise·ε, ε ~ N(0, 1); float32 (n, 1) each."""
+    settings = {**SINE_DEFAULTS, **spec.get("sine", {})}
+    unknown = sorted(set(settings) - set(SINE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"dataset sine keys {unknown}: expected only {list(SINE_DEFAULTS)}")
+    x_min, x_max, noise = float(settings["x_min"]), float(settings["x_max"]), float(settings["noise"])
+    if not x_min < x_max:
+        raise ValueError(f"dataset sine.x_max = {x_max}: expected > x_min = {x_min}")
+    if noise < 0:
+        raise ValueError(f"dataset sine.noise = {noise}: expected >= 0")
+    arrays = {}
+    for split, stream in split_streams(int(settings["seed"])).items():
+        # Inputs and noise from separate child streams: the first k samples are the
+        # same whatever the split's size.
+        x_seed, eps_seed = stream.spawn(2)
+        n = counts[split]
+        x = np.random.default_rng(x_seed).uniform(x_min, x_max, size=(n, 1)).astype(np.float32)
+        eps = np.random.default_rng(eps_seed).standard_normal(size=(n, 1))
+        # sin of the stored float32 x, so noise² is the floor for the inputs a model sees.
+        y = (np.sin(x.astype(np.float64)) + noise * eps).astype(np.float32)
+        arrays[split] = (x, y)
+    info = {
+        "task": "regression",
+        "x_scale": 1.0,
+        "n_classes": None,
+        # Bayes-optimal predictor E[y|x] = sin x leaves the noise: MSE floor σ².
+        "optimal_loss": noise**2,
+        "source": {"source": "generator", "generator": "sine", "sine": settings},
+    }
+    return arrays, info
+
+
+def mnist1d(spec: dict, counts: dict[str, int]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
+    """MNIST-1D signals, float32 (n, 40), with int64 labels 0-9; one package call per split."""
+    settings = {"seed": 0, **spec.get("mnist1d", {})}
+    unknown = sorted(set(settings) - set(MNIST1D_KEYS))
+    if unknown:
+        raise ValueError(f"dataset mnist1d keys {unknown}: expected only {list(MNIST1D_KEYS)}")
+    make_dataset, get_dataset_args = _import_mnist1d()
+    args = {**get_dataset_args(as_dict=True), **settings, "train_split": 1.0, "shuffle_seq": False}
+    arrays, seeds = {}, {}
+    for split, stream in split_streams(int(settings["seed"])).items():
+        n = counts[split]
+        seeds[split] = int(stream.generate_state(1)[0])
+        # make_dataset draws num_samples // 10 per class then shuffles: ask for whole
+        # classes and keep the first n. It standardises each call's signals as a whole.
+        call = {**args, "num_samples": 10 * math.ceil(n / 10), "seed": seeds[split]}
+        with _global_random_state():  # the package seeds numpy's and random's global state
+            data = make_dataset(_ObjectView(call))
+        arrays[split] = (data["x"][:n].astype(np.float32), data["y"][:n].astype(np.int64))
+    args.pop("url", None)
+    info = {
+        "task": "classification",
+        "x_scale": 1.0,
+        "n_classes": 10,
+        "optimal_loss": None,
+        "source": {"source": "generator", "generator": "mnist1d", "mnist1d": settings,
+                   "dataset_args": args, "split_seeds": seeds},
+    }
+    return arrays, info
+
+
+def _import_mnist1d():
+    # Importing mnist1d loads matplotlib, which wants a writable config folder.
+    os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="mplconfig-"))
+    from mnist1d.data import get_dataset_args, make_dataset  # never get_dataset: it downloads
+
+    return make_dataset, get_dataset_args
+
+
+class _ObjectView:
+    """The attribute-access args object make_dataset expects."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+
+
+@contextlib.contextmanager
+def _global_random_state() -> Iterator[None]:
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
+@contextlib.contextmanager
+def staged(out_dir: str | os.PathLike) -> Iterator[dict[tuple[str, str], Path]]:
+    """Temporary paths for the six ``.npy`` files, moved into place together only if
+    the block succeeds (on an error none of them is left behind)."""
+    out_dir = Path(out_dir)
+    with contextlib.ExitStack() as stack:
+        yield {
+            (split, part): stack.enter_context(atomic_path(out_dir / f"{split}.{part}.npy", suffix=".npy"))
+            for split in SPLITS
+            for part in PARTS
+        }
+
+
+def write_metas(out_dir: str | os.PathLike, counts: dict[str, int], info: dict[str, Any], spec: dict) -> dict:
+    """The ``{split}.json`` of each split, from the written arrays; returns train's."""
+    out_dir = Path(out_dir)
+    metas = {}
+    for split in SPLITS:
+        x = np.load(out_dir / f"{split}.x.npy", mmap_mode="r")
+        y = np.load(out_dir / f"{split}.y.npy", mmap_mode="r")
+        metas[split] = {
+            "format_version": FORMAT_VERSION,
+            "kind": "samples",
+            "task": info["task"],
+            "split": split,
+            "n": counts[split],
+            "x_shape": list(x.shape[1:]),
+            "x_dtype": str(x.dtype),
+            "y_dtype": str(y.dtype),
+            "x_scale": info["x_scale"],
+            "n_classes": info["n_classes"],
+            "optimal_loss": info["optimal_loss"],
+            # Of the .npy files as written (header included).
+            "sha256": {part: sha256_file(out_dir / f"{split}.{part}.npy") for part in PARTS},
+            "source": {**info["source"], "provenance": provenance(config=spec)},
+        }
+        del x, y
+        atomic_write_json(out_dir / f"{split}.json", metas[split])
+    return metas["train"]
+
+
+def local_input_files(spec: dict) -> list[str]:
+    """The files a ``source: local`` dataset reads (Snakemake inputs of its preparation); a
+    pattern matching no file is kept as is, so the workflow reports it missing."""
+    if spec.get("source", "generator") != "local":
+        return []
+    path = spec.get("path", "")
+    files: list[str] = []
+    for pattern in [path] if isinstance(path, str) else path:
+        matches = sorted(m for m in glob.glob(pattern) if os.path.isfile(m))
+        files += matches or [pattern]
+    return files

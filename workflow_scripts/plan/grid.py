@@ -1,0 +1,276 @@
+"""The grid of cells: one function for the DAG and the jobs, so they never disagree.
+
+``expand_grid`` turns a validated config (workflow_scripts/plan/config.py) into the
+list of cells, one training job each; ``train_arguments`` gives a cell's job
+its flags. Plain arithmetic, no torch: every Snakemake process evaluates it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training job of the grid."""
+
+    experiment: str
+    model: str  # wildcard, e.g. "L2-d32-h2"
+    data: str  # wildcard, e.g. "D65536"
+    seed: int
+    n_layer: int
+    d_model: int
+    n_head: int
+    tokens: int
+    lr: float | None = None  # the size's own peak learning rate, if it has one
+    compute_budget: float | None = None  # C of an IsoFLOP grid's cell, if the grid gives budgets
+    family: str = "transformer"  # mlp and cnn cells keep their width in d_model, n_head 0
+
+    @property
+    def on_samples(self) -> bool:  # trains on a samples dataset (D counts samples, not tokens)
+        return self.family != "transformer"
+
+    @property
+    def group(self) -> tuple[str, str, str]:  # cells that can share a WSD stable phase
+        return (self.experiment, self.model, self.seed_name)
+
+    @property
+    def seed_name(self) -> str:  # wildcard, e.g. "seed0"
+        return f"seed{self.seed}"
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.experiment, self.model, self.data, self.seed_name)
+
+
+SAMPLE_FAMILIES = ("mlp", "cnn")
+# Generators whose output is (x, y) samples rather than text (workflow_scripts/data/samples.py).
+SAMPLE_GENERATORS = ("sine", "mnist1d")
+
+
+def model_name(size: dict, family: str = "transformer") -> str:
+    """``L2-d32-h2`` for a transformer, ``mlp-L3-w64`` / ``cnn-L2-w16`` for the sample families."""
+    if family in SAMPLE_FAMILIES:
+        return f"{family}-L{size['n_layer']}-w{size['width']}"
+    return f"L{size['n_layer']}-d{size['d_model']}-h{size['n_head']}"
+
+
+def is_samples_dataset(ds: dict) -> bool:
+    """A dataset of (x, y) samples (sine, MNIST-1D, image tables) rather than text."""
+    if ds.get("source", "generator") == "generator":
+        return ds.get("generator", "hmm_language") in SAMPLE_GENERATORS
+    return bool(ds.get("image_column"))
+
+
+def size_sweep(sweep: dict) -> list[dict]:
+    """Model sizes generated from one knob: ``base[scale]`` times ``factor**k`` for k < count.
+
+    Values are rounded to multiples of ``multiple_of`` (e.g. n_head, so heads divide d_model)
+    and repeated ones dropped. Scaling n_layer with ``aspect_ratio`` > 0 keeps the width at
+    aspect_ratio × n_layer (Kaplan et al. 2020 vary depth at a fixed d_model / n_layer). With
+    ``head_dim`` > 0 a transformer has d_model / head_dim heads (and widths are multiples of it).
+    """
+    base, key, sizes = sweep["base"], sweep["scale"], []
+    if key not in base:
+        raise ValueError(f"size_sweep.scale = {key!r}: expected a key of size_sweep.base {sorted(base)}")
+    width_key = "d_model" if "d_model" in base else "width"
+    for k in range(sweep["count"]):
+        size = {**base, "lr": None}  # the rate follows training.lr_rule, not the base's own
+        step = sweep["multiple_of"] if key != "n_layer" else 1
+        size[key] = max(step, int(round(base[key] * sweep["factor"] ** k / step)) * step)
+        if key == "n_layer" and sweep["aspect_ratio"]:
+            unit = sweep["head_dim"] or size.get("n_head", 1)
+            size[width_key] = max(unit, int(round(sweep["aspect_ratio"] * size["n_layer"] / unit)) * unit)
+        if sweep["head_dim"] and "n_head" in size:  # heads of a fixed width, as GPT-2 and Chinchilla
+            size["n_head"] = max(1, size[width_key] // sweep["head_dim"])
+        if size not in sizes:
+            sizes.append(size)
+    return sizes
+
+
+def resolve_model_sizes(config: dict) -> None:
+    """Append each experiment's ``size_sweep`` sizes to its ``models``, in place (once)."""
+    for exp in config.get("experiments", {}).values():
+        sweep = exp.get("size_sweep")
+        if sweep and sweep.get("count"):  # idempotent: sizes already listed are not added again
+            exp["models"] = list(exp.get("models", [])) + [s for s in size_sweep(sweep) if s not in exp["models"]]
+
+
+def data_name(tokens: int) -> str:
+    return f"D{tokens}"
+
+
+def budget_name(budget: float) -> str:
+    """``1e15`` → ``C1e15``, ``3.16e15`` → ``C3.16e15`` (six significant digits, no ``+``)."""
+    mantissa, _, exponent = f"{float(budget):.5e}".partition("e")
+    return f"C{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def nonembedding_parameters(n_layer: int, d_model: int, d_ff: int) -> int:
+    """Kaplan's N without embeddings, as ``model.count_parameters`` counts it (no torch needed)."""
+    return n_layer * (4 * d_model * d_model + 2 * d_model * d_ff + 2 * d_model) + d_model
+
+
+def known_train_tokens(config: dict, exp: dict) -> int | None:
+    """Training tokens of the experiment's split when the config alone fixes them, else None."""
+    # Known before any job only for generated text read one character per token;
+    # for other sources the training job checks the budget before it trains.
+    ds = config["datasets"][exp["dataset"]]
+    if ds["source"] == "generator" and is_samples_dataset(ds):
+        return ds["samples"]["train"]  # generated samples: one per unit of D
+    if ds["source"] != "generator" or config["tokenizers"][exp["tokenizer"]]["kind"] != "char":
+        return None
+    return ds["symbols"]["train"]
+
+
+
+def _budget_point(config: dict, exp: dict, size: dict, budget: float) -> tuple[int, str | None]:
+    """A model size's unique tokens at compute budget C, and why the cell is left out (None: kept).
+
+    D = C / (6 N) with N the non-embedding parameters (Kaplan et al. 2020; the same N as metrics'
+    C_6ND): unlike the embeddings it is known before the tokenizer fixes the vocabulary. D is
+    rounded to whole batches of every epoch; the cell reads D / epochs unique tokens.
+    """
+    training, context = exp["training"], exp["model"]["context"]
+    batch = training["batch_size"] * context
+    d_ff = int(round(exp["model"]["d_ff_ratio"] * size["d_model"]))
+    n = nonembedding_parameters(size["n_layer"], size["d_model"], d_ff)
+    wanted = budget / (6 * n)
+    tokens = int(round(wanted / (training["epochs"] * batch))) * batch
+    available = known_train_tokens(config, exp)
+    if tokens < batch:
+        return tokens, f"D = C / (6N) = {wanted:.0f} tokens (N = {n}) is less than one batch of {batch} tokens"
+    if available is not None and tokens + 1 > available:
+        return tokens, f"D = C / (6N) = {wanted:.0f} tokens (N = {n}) exceeds the {available} training tokens"
+    low, high = exp["tokens_per_parameter"] or (0, 0)
+    if high and not low <= wanted / n <= high:
+        return tokens, f"D / N = {wanted / n:.3g} tokens per parameter (N = {n}) is outside [{low:g}, {high:g}]"
+    return tokens, None
+
+
+def grid_warnings(config: dict) -> list[str]:
+    """One line per (budget, model) of an IsoFLOP grid left out of the grid, and why."""
+    lines = []
+    for name, exp in config["experiments"].items():
+        for budget in exp["compute_budgets"]:
+            for size in exp["models"]:
+                problem = _budget_point(config, exp, size, budget)[1]
+                if problem:
+                    lines.append(f"warning: experiments.{name}: {model_name(size)} at {budget_name(budget)} "
+                                 f"left out of the grid: {problem}")
+    return lines
+
+
+def expand_grid(config: dict) -> list[Cell]:
+    """Every cell of every experiment, in a stable order (experiment, model, data, seed).
+
+    An experiment gives data_sizes (cells named D<tokens>) or compute_budgets (cells named
+    C<budget>, each model's D following from C; see ``_budget_point``, ``grid_warnings``).
+    """
+    cells = []
+    for experiment, exp in config["experiments"].items():
+        family = exp["model"]["family"]
+        for size in exp["models"]:
+            points = [(tokens, data_name(tokens), None) for tokens in exp["data_sizes"]]
+            for budget in exp["compute_budgets"]:
+                tokens, problem = _budget_point(config, exp, size, budget)
+                if problem is None:
+                    points.append((tokens, budget_name(budget), float(budget)))
+            for tokens, data, budget in points:
+                for seed in exp["seeds"]:
+                    width = size["width"] if family in SAMPLE_FAMILIES else size["d_model"]
+                    cells.append(Cell(experiment, model_name(size, family), data, seed, size["n_layer"], width,
+                                      size.get("n_head", 0) if family == "transformer" else 0, tokens,
+                                      size.get("lr"), budget, family))
+    return cells
+
+
+def branch_groups(config: dict, cells: list[Cell]) -> dict[tuple[str, str, str], list[Cell]]:
+    """Cells that train from a shared WSD stable phase, by (experiment, model, seed), smallest D first.
+
+    Only groups of two or more cells of experiments with schedule wsd and branch true.
+    """
+    groups: dict[tuple[str, str, str], list[Cell]] = {}
+    for cell in cells:
+        training = config["experiments"][cell.experiment]["training"]
+        if training["schedule"] == "wsd" and training["branch"]:
+            groups.setdefault(cell.group, []).append(cell)
+    return {k: sorted(v, key=lambda c: c.tokens) for k, v in groups.items() if len({c.tokens for c in v}) > 1}
+
+
+def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
+    """The training job's flags for one cell (its resolved hyperparameters)."""
+    exp = config["experiments"][cell.experiment]
+    model, training = exp["model"], exp["training"]
+    if cell.on_samples:
+        return samples_train_arguments(exp, cell)
+    return {
+        "experiment": cell.experiment,
+        "model_name": cell.model,
+        "data_name": cell.data,
+        "n_layer": cell.n_layer,
+        "d_model": cell.d_model,
+        "n_head": cell.n_head,
+        "d_ff": int(round(model["d_ff_ratio"] * cell.d_model)),
+        "context": model["context"],
+        "dropout": model["dropout"],
+        "tokens": cell.tokens,
+        "compute_budget": cell.compute_budget or 0.0,
+        "seed": cell.seed,
+        **{k: v for k, v in training.items() if k not in ("threads", "lr_rule", "lr_base_width", "branch", "compile")},
+        "lr": size_learning_rate(training, cell.d_model, cell.lr),
+        "tied_embeddings": model["tied_embeddings"],
+        "compile": training["compile"],
+        "threads": training["threads"],
+    }
+
+
+# Training keys that only the token trainer (workflow_scripts.train.token_cell) takes.
+_TOKEN_ONLY = ("threads", "lr_rule", "lr_base_width", "branch", "eval_tokens", "compile")
+
+
+def samples_train_arguments(exp: dict, cell: Cell) -> dict[str, Any]:
+    """Flags of ``workflow_scripts.train.samples_cell`` for an mlp or cnn cell."""
+    model, training = exp["model"], exp["training"]
+    return {
+        "experiment": cell.experiment,
+        "model_name": cell.model,
+        "data_name": cell.data,
+        "family": cell.family,
+        "n_layer": cell.n_layer,
+        "width": cell.d_model,
+        "activation": model["activation"],
+        "dropout": model["dropout"],
+        "samples": cell.tokens,
+        "seed": cell.seed,
+        **{k: v for k, v in training.items() if k not in _TOKEN_ONLY},
+        "lr": size_learning_rate(training, cell.d_model, cell.lr),
+        "threads": training["threads"],
+    }
+
+
+# Peak-rate multipliers by width, relative to the rate at lr_base_width. Adam's update size does
+# not shrink with fan-in, so wider matrices need smaller rates: 1/sqrt(fan-in) is the common
+# heuristic; muP (Yang et al. 2022, Tensor Programs V, table 3) scales hidden matrices by 1/fan-in.
+LR_RULES = {
+    "constant": lambda ratio: 1.0,
+    "inverse_sqrt_fan_in": lambda ratio: ratio**0.5,
+    "mup": lambda ratio: ratio,
+}
+
+
+def size_learning_rate(training: dict, d_model: int, own_lr: float | None = None) -> float:
+    """Peak learning rate of a size of width ``d_model``: its own ``lr`` if it has one, else ``training.lr_rule``."""
+    if own_lr is not None:
+        return own_lr
+    rule = training.get("lr_rule", "constant")
+    if rule not in LR_RULES:  # the schema's enum stops this first inside the workflow
+        raise ValueError(f"training.lr_rule = {json.dumps(rule)}: expected one of {sorted(LR_RULES)}")
+    return training["lr"] * LR_RULES[rule](training.get("lr_base_width", 32) / d_model)
+
+
+def as_flags(arguments: dict[str, Any]) -> str:
+    """``{"n_layer": 2}`` → ``--n-layer 2`` (values are names and numbers, never spaces)."""
+    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in arguments.items())
