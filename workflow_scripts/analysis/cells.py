@@ -1,0 +1,48 @@
+"""Which cells of runs.csv count: their ids and whether a law or figure may use them.
+
+A cell is named ``model/data/seed`` in fits.json (``cells_used``, ``excluded``) and is
+usable when its status is ``ok`` and its validation loss a finite positive number; a
+cell that is not gets the reason in ``exclusions``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+ID_COLUMNS = ("model", "data", "seed")
+
+
+def cell_ids(frame: pd.DataFrame) -> pd.Series:
+    """``model/data/seed`` of every row of runs.csv or of the curves table."""
+    model, data, seed = (frame[c].astype(str) for c in ID_COLUMNS)
+    return model + "/" + data + "/" + seed
+
+
+def usable_mask(runs: pd.DataFrame) -> pd.Series:
+    """Rows a law may be fitted to: status ok and a finite positive validation loss."""
+    loss = pd.to_numeric(runs["val_loss"], errors="coerce")
+    return (runs["status"] == "ok") & np.isfinite(loss) & (loss > 0)
+
+
+def usable_runs(runs: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
+    """The usable rows (of one experiment, if named), their val_loss as floats."""
+    if experiment is not None and "experiment" in runs.columns:
+        runs = runs[runs["experiment"].astype(str) == experiment]
+    keep = usable_mask(runs)
+    runs = runs[keep].copy()
+    runs["val_loss"] = pd.to_numeric(runs["val_loss"], errors="coerce").astype(float)
+    return runs
+
+
+def exclusions(runs: pd.DataFrame) -> list[dict[str, str]]:
+    """Cells no law may use, each with its reason."""
+    excluded = []
+    bad = runs[~usable_mask(runs)]
+    for cell, (_, row) in zip(cell_ids(bad), bad.iterrows()):
+        if row["status"] != "ok":
+            reason = f"status is {row['status']!r}"
+        else:
+            reason = f"val_loss is not a finite positive number ({row['val_loss']})"
+        excluded.append({"cell": cell, "reason": reason})
+    return excluded
