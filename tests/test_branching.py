@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import small_cell, write_config
+from tests.helpers import small_cell, write_config
 from test_workflow import planned_jobs
 from workflow_scripts.train.checkpoint import Checkpointer
 from workflow_scripts.plan.config import validate_config

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import yaml
 
-from conftest import REPO, write_config
+from tests.helpers import REPO, write_config
 from workflow_scripts.data.synthetic import HMMSpec
 from workflow_scripts.plan.config import ConfigError, load_config, validate_config
 from workflow_scripts.plan.grid import expand_grid, train_arguments

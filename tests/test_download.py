@@ -108,7 +108,7 @@ def test_snakemake_downloads_once_for_two_datasets_then_tokenizes(tmp_path, serv
     """Through the rules: one download shared by two url datasets, and a local parquet dataset."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from conftest import write_config
+    from tests.helpers import write_config
 
     digest = hashlib.sha256(TEXT).hexdigest()
     spec = {"source": "url", "url": server.url("text.txt"), "sha256": digest}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMALL_GRID
+from tests.helpers import SMALL_GRID
 from workflow_scripts.analysis.figures.draw import _figure_functions, main, plot_figure, plot_loss_vs_d, plot_loss_vs_n
 from workflow_scripts.analysis.figures.curves import compute_frontier, load_curves
 from workflow_scripts.analysis.fit.experiment import fit_experiment, fit_power_law
@@ -295,7 +295,7 @@ def test_compare_figure_and_table(tmp_path, fits):
 def test_compare_rule_in_the_dag(tiny_config, tmp_path, run_snakemake):
     import copy
 
-    from conftest import write_config
+    from tests.helpers import write_config
 
     tiny_config["experiments"]["tiny2"] = copy.deepcopy(tiny_config["experiments"]["tiny"])
     tiny_config["experiments"]["tiny"]["analysis"]["compare"] = ["tiny2"]

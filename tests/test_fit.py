@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import check_grad
 
-from conftest import SMALL_GRID
+from tests.helpers import SMALL_GRID
 from workflow_scripts.analysis.fit.experiment import _objective, bootstrap_power_law, fit_experiment, fit_power_law, main
 from workflow_scripts.analysis.fit.laws import extrapolation, frontier, power_law
 
@@ -373,7 +373,7 @@ def test_extrapolation_is_exact_on_a_power_law_and_not_on_a_bent_curve():
 
 
 def test_config_law_switches_reach_the_fit_rule(tiny_config, tmp_path, run_snakemake):
-    from conftest import write_config
+    from tests.helpers import write_config
 
     tiny_config["experiments"]["tiny"]["analysis"].update(laws=["L(N)", "L(N,D)"], irreducible=False)
     path = write_config(tmp_path / "c.yaml", tiny_config)

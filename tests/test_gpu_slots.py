@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from tests.helpers import REPO
 from workflow_scripts.train import gpu_slots
 
 # Claims GPUs, prints what CUDA would see, then holds them until killed or stdin closes.

@@ -110,7 +110,7 @@ def test_an_isoflop_grid_keeps_pairs_inside_the_tokens_per_parameter_window(tiny
 
 
 def test_cells_with_several_gpus_start_data_parallel(tiny_config, tmp_path, run_snakemake):
-    from conftest import write_config
+    from tests.helpers import write_config
 
     tiny_config["experiments"]["tiny"]["resources"] = {"gpu": 2}
     tiny_config["experiments"]["tiny"]["training"]["threads"] = 3
@@ -123,7 +123,7 @@ def test_cells_with_several_gpus_start_data_parallel(tiny_config, tmp_path, run_
 
 
 def test_a_transfer_set_is_tokenized_and_passed_to_every_cell(tiny_config, tmp_path, run_snakemake):
-    from conftest import write_config
+    from tests.helpers import write_config
 
     tiny_config["datasets"]["other"] = {**tiny_config["datasets"]["synthetic"], "hmm": {"seed": 2, "emission_noise": 0.1}}
     tiny_config["experiments"]["tiny"]["transfer"] = "other"

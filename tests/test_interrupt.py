@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINY_CONFIG, snakemake, snakemake_env, write_config
+from tests.helpers import REPO, TINY_CONFIG, snakemake, snakemake_env, write_config
 
 pytestmark = pytest.mark.slow
 

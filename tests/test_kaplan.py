@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import check_grad
 
-from conftest import SMALL_GRID
+from tests.helpers import SMALL_GRID
 from workflow_scripts.analysis.fit import huber as hf
 from workflow_scripts.analysis.fit import kaplan
 from workflow_scripts.analysis.fit.experiment import fit_experiment, law_list

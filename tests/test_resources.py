@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import REPO, TINY_CONFIG, write_config
+from tests.helpers import REPO, TINY_CONFIG, write_config
 from workflow_scripts.plan.config import validate_config
 from workflow_scripts.plan.grid import Cell, expand_grid
 from workflow_scripts.models.transformer import GPTConfig, count_parameters

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import small_cell
+from tests.helpers import small_cell
 from workflow_scripts.train.checkpoint import Checkpointer, default_path
 from workflow_scripts.train.token_cell import train
 

@@ -6,7 +6,7 @@ import socket
 import numpy as np
 import pytest
 
-from conftest import write_config
+from tests.helpers import write_config
 from workflow_scripts.data.samples import PARTS, SPLITS, local_input_files, prepare_samples
 
 META_KEYS = {"kind", "task", "split", "n", "x_shape", "x_dtype", "y_dtype", "x_scale", "n_classes", "optimal_loss",

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINY_CONFIG, snakemake_env, write_config
+from tests.helpers import REPO, TINY_CONFIG, snakemake_env, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import REPO
+from tests.helpers import REPO
 from workflow_scripts.plan.config import load_config
 from workflow_scripts.plan.grid import expand_grid
 

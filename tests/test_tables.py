@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMALL_GRID
+from tests.helpers import SMALL_GRID
 from workflow_scripts.analysis.fit.experiment import fit_experiment
 from workflow_scripts.analysis.tables import COLUMNS, fits_table, fits_tex, main
 

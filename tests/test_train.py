@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import small_cell
+from tests.helpers import small_cell
 from workflow_scripts.train import device as devices
 from workflow_scripts.train import evaluation
 from workflow_scripts.io import read_json

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINYSHAKESPEARE, write_config
+from tests.helpers import REPO, TINYSHAKESPEARE, write_config
 from workflow_scripts.plan.config import load_config, validate_config
 from workflow_scripts.plan.grid import expand_grid
 
@@ -120,7 +120,7 @@ def test_tinyshakespeare_through_local_source_and_bpe(tmp_path, run_snakemake):
 
 
 def test_lint_is_clean():
-    from conftest import snakemake
+    from tests.helpers import snakemake
 
     result = snakemake(REPO, "--lint")
     assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, result.stdout
