@@ -41,7 +41,7 @@ class CellFlags:
     seed: int = _flag(0, "seed for initialisation, data order and dropout")
     threads: int = _flag(1, "torch CPU threads")
     device: str = _flag("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
-    gpus: int = _flag(0, "GPUs to claim on a shared machine before CUDA starts (workflow_scripts/train/gpu_slots.py); 0 claims none")
+    gpus: int = _flag(0, "GPUs to claim on a shared machine before CUDA starts (workflow_scripts.train.gpu_slots); 0 claims none")
     precision: str = _flag("auto", "auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16 autocast")
     checkpoint: str = _flag("", "checkpoint file; empty means <metrics stem>.checkpoint.pt beside the metrics")
     checkpoint_every_steps: int = _flag(0, "also checkpoint every this many steps; 0 disables")

@@ -18,7 +18,7 @@ Loss: mean squared error for regression, cross-entropy (nats) for classification
 validation loss (and accuracy) is measured on the whole validation split at log-spaced
 steps, the test loss once at the end. A non-finite training loss ends the cell with status
 ``diverged`` (its metrics still written). Checkpoints and stop signals work as in
-workflow_scripts/train/token_cell.py: a stopped cell exits non-zero and its rerun resumes, ending with
+``workflow_scripts.train.token_cell``: a stopped cell exits non-zero and its rerun resumes, ending with
 the numbers of an uninterrupted run.
 """
 
@@ -57,7 +57,7 @@ class SamplesConfig(CellFlags):
     """An mlp or cnn cell's flags: the shared ones (defaults of plain Adam at a constant rate) and its own."""
 
     data: str = _flag("", "samples folder holding {train,val,test}.{x,y}.npy and .json meta")
-    family: str = _flag("mlp", "model family: mlp or cnn (workflow_scripts/models/families.py)")
+    family: str = _flag("mlp", "model family: mlp or cnn (workflow_scripts.models.families)")
     n_layer: int = _flag(2, "hidden layers (mlp) or conv blocks (cnn)")
     width: int = _flag(32, "hidden width (mlp) or channels of the first conv block, doubling per block (cnn)")
     activation: str = _flag("relu", "activation: tanh, relu or gelu")
