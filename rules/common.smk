@@ -17,7 +17,11 @@ os.environ.update(
     PATH=os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", ""))),
 )
 
-from workflow_scripts.plan.config import ConfigError, check_config, describe_validation_error
+from workflow_scripts.plan.config import (
+    ConfigError,
+    check_config,
+    describe_validation_error,
+)
 from workflow_scripts.plan.flags import fit_flags, job_command, job_threads
 from workflow_scripts.plan.grid import grid_warnings
 from workflow_scripts.plan.inputs import download_name, download_path, local_input_files
@@ -114,7 +118,9 @@ def get_train_flags(wildcards):
 def get_train_job(wildcards, input, output, threads, resources):
     """The launcher, and the flags of the job as scheduled: threads, GPUs, files."""
     stable_phase = "data" not in wildcards.keys()
-    return job_command(get_experiment(wildcards), threads, resources.gpu, input, output, stable_phase)
+    return job_command(
+        get_experiment(wildcards), threads, resources.gpu, input, output, stable_phase
+    )
 
 
 # Scheduler resources of a cell, from its size and budget; memory and time grow
@@ -134,7 +140,8 @@ def get_train_group(wildcards):
 
 def per_experiment(value):
     """``value(exp)`` of the job's experiment: a plain value when every experiment agrees, since
-    Snakemake evaluates a function once or more for every job (issue 16: the DAG's build time)."""
+    Snakemake evaluates a function once or more for every job (issue 16: the DAG's build time).
+    """
     values = {name: value(exp) for name, exp in config["experiments"].items()}
     if len(set(values.values())) == 1:
         return next(iter(values.values()))

@@ -58,10 +58,10 @@ def model_name(size: dict, family: str = "transformer") -> str:
 
 
 def is_samples_dataset(ds: dict) -> bool:
-    """A dataset of (x, y) samples (sine, MNIST-1D, image tables) rather than text."""
-    if ds.get("source", "generator") == "generator":
-        return ds.get("generator", "hmm_language") in SAMPLE_GENERATORS
-    return bool(ds.get("image_column"))
+    """A dataset (of a validated config) of (x, y) samples (sine, MNIST-1D, image tables) rather than text."""
+    if ds["source"] == "generator":
+        return ds["generator"] in SAMPLE_GENERATORS
+    return bool(ds["image_column"])
 
 
 def size_sweep(sweep: dict) -> list[dict]:
@@ -92,10 +92,10 @@ def size_sweep(sweep: dict) -> list[dict]:
 
 def resolve_model_sizes(config: dict) -> None:
     """Append each experiment's ``size_sweep`` sizes to its ``models``, in place (once)."""
-    for exp in config.get("experiments", {}).values():
-        sweep = exp.get("size_sweep")
-        if sweep and sweep.get("count"):  # idempotent: sizes already listed are not added again
-            exp["models"] = list(exp.get("models", [])) + [s for s in size_sweep(sweep) if s not in exp["models"]]
+    for exp in config["experiments"].values():
+        sweep = exp["size_sweep"]
+        if sweep["count"]:  # idempotent: sizes already listed are not added again
+            exp["models"] = list(exp["models"]) + [s for s in size_sweep(sweep) if s not in exp["models"]]
 
 
 def data_name(tokens: int) -> str:
