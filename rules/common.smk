@@ -24,7 +24,12 @@ from workflow_scripts.plan.config import (
 )
 from workflow_scripts.plan.flags import fit_flags, job_command, job_threads
 from workflow_scripts.plan.grid import grid_warnings
-from workflow_scripts.plan.inputs import download_name, download_path, local_input_files
+from workflow_scripts.plan.inputs import (
+    download_name,
+    download_path,
+    local_input_files,
+    run_file,
+)
 from workflow_scripts.plan.jobs import TrainJobs
 from workflow_scripts.plan.resources import gpu_request
 
@@ -158,7 +163,7 @@ def get_experiment_cell_files(name):
 
     def files(wildcards):
         return [
-            f"results/{c.experiment}/runs/{c.model}/{c.data}/{c.seed_name}/{name}"
+            run_file(c, name)
             for c in CELLS.values()
             if c.experiment == wildcards.experiment
         ]

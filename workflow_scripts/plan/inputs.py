@@ -77,6 +77,11 @@ def samples_files(exp: dict) -> list[str]:
     return [f"{folder}/{split}.{ext}" for split in SPLITS for ext in ("x.npy", "y.npy", "json")]
 
 
+def run_file(cell: Cell, name: str) -> str:
+    """A file of the cell's run folder (rule train_cell's outputs: metrics.json, curve.csv)."""
+    return f"results/{cell.experiment}/runs/{cell.model}/{cell.data}/{cell.seed_name}/{name}"
+
+
 def branch_folder(cell: Cell) -> str:
     """Where the stable phase of the cell's (model, seed) keeps its branch checkpoints."""
     return f"results/{cell.experiment}/branches/{cell.model}/{cell.seed_name}"
