@@ -136,7 +136,8 @@ def job_command(exp: dict, threads: int, gpus: int, input: dict, output: dict,
     return JobCommand(launcher(gpus, on_samples), job_flags(exp, threads, gpus, input, output, stable_phase))
 
 
-def job_flags(exp: dict, threads: int, gpus: int, input: dict, output: dict, stable_phase: bool = False) -> str:
+def job_flags(exp: dict, threads: int, gpus: int, input: dict, output: dict,
+              stable_phase: bool = False) -> str:
     """The flags a scheduled job adds to its cell flags: threads and GPUs, then its files."""
     on_samples = exp["model"]["family"] != "transformer"
     flags = f"--threads {process_threads(threads, gpus, on_samples)} --gpus {gpus}"
@@ -150,7 +151,8 @@ def job_flags(exp: dict, threads: int, gpus: int, input: dict, output: dict, sta
 
 def fit_flags(analysis: dict) -> str:
     """Flags of ``workflow_scripts.analysis.fit.experiment`` from an experiment's analysis block."""
-    flags = ["--bootstrap", analysis["bootstrap"], "--seed", analysis["seed"], "--holdout", analysis["holdout"]]
+    flags = ["--bootstrap", analysis["bootstrap"], "--seed", analysis["seed"],
+             "--holdout", analysis["holdout"]]
     if analysis["laws"] is not None:
         flags += ["--laws", ",".join(analysis["laws"])]
     if not analysis["irreducible"]:

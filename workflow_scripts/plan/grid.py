@@ -33,7 +33,7 @@ class Cell:
         return self.family != "transformer"
 
     @property
-    def group(self) -> tuple[str, str, str]:  # cells that can share a WSD stable phase
+    def branch_key(self) -> tuple[str, str, str]:  # cells that may share a WSD stable phase
         return (self.experiment, self.model, self.seed_name)
 
     @property
@@ -190,6 +190,6 @@ def branch_groups(config: dict, cells: list[Cell]) -> dict[tuple[str, str, str],
     for cell in cells:
         training = config["experiments"][cell.experiment]["training"]
         if training["schedule"] == "wsd" and training["branch"]:
-            groups.setdefault(cell.group, []).append(cell)
+            groups.setdefault(cell.branch_key, []).append(cell)
     return {k: sorted(v, key=lambda c: c.data_size) for k, v in groups.items()
             if len({c.data_size for c in v}) > 1}

@@ -33,7 +33,7 @@ class TrainJobs:
         return self.cells[key] if len(key) == 4 else self.branches[key][-1]
 
     def branched(self, cell: Cell) -> bool:
-        return cell.group in self.branches
+        return cell.branch_key in self.branches
 
     def inputs(self, key: tuple) -> dict[str, str] | list[str]:
         """Token files (a branched cell also its stable phase's folder), or an mlp or cnn cell's samples."""
