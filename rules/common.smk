@@ -1,6 +1,5 @@
 # Config validation, the grid of cells, wildcard constraints and input functions.
 import os
-import shlex
 import sys
 
 from jsonschema import ValidationError
@@ -18,18 +17,21 @@ os.environ.update(
     PATH=os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", ""))),
 )
 
-from workflow_scripts.plan.config import ConfigError, check_config, describe_validation_error
-from workflow_scripts.plan.grid import (
-    as_flags,
-    branch_groups,
-    expand_grid,
-    grid_warnings,
-    train_arguments,
+from workflow_scripts.plan.config import (
+    ConfigError,
+    check_config,
+    describe_validation_error,
 )
-from workflow_scripts.train.ddp import launcher
-from workflow_scripts.data.download import download_name, download_path
-from workflow_scripts.data.samples import local_input_files
-from workflow_scripts.plan.resources import train_group, train_resources
+from workflow_scripts.plan.flags import fit_flags, job_command, job_threads
+from workflow_scripts.plan.grid import grid_warnings
+from workflow_scripts.plan.inputs import (
+    download_name,
+    download_path,
+    local_input_files,
+    run_file,
+)
+from workflow_scripts.plan.jobs import TrainJobs
+from workflow_scripts.plan.resources import gpu_request
 
 # Stop with one line naming the key, the value and what was expected.
 try:
@@ -44,12 +46,12 @@ except WorkflowError as error:
 except ConfigError as error:
     sys.exit(str(error))
 
-CELLS = {cell.key: cell for cell in expand_grid(config)}
+# Every cell, its stable phase under WSD branching, and each job's values, computed once.
+TRAIN_JOBS = TrainJobs(config)
+CELLS = TRAIN_JOBS.cells
 # (budget, size) pairs of IsoFLOP grids left out: one warning line each.
 for line in grid_warnings(config):
     print(line, file=sys.stderr)
-# WSD cells that start their cooldown from a stable phase shared by their (model, seed).
-BRANCHES = branch_groups(config, list(CELLS.values()))
 
 
 wildcard_constraints:
@@ -61,12 +63,6 @@ wildcard_constraints:
     data=r"D\d+|C\d+(\.\d+)?e-?\d+",
     seed=r"seed\d+",
     download=r"[0-9a-f]{16}-[A-Za-z0-9._-]+",
-
-
-def get_cell(wildcards):
-    return CELLS[
-        (wildcards.experiment, wildcards.model, wildcards.data, wildcards.seed)
-    ]
 
 
 def get_experiment(wildcards):
@@ -106,115 +102,37 @@ def get_tokenizer_spec(wildcards):
     return config["tokenizers"][wildcards.tokenizer]
 
 
-def get_branch_group(wildcards):
-    return BRANCHES.get((wildcards.experiment, wildcards.model, wildcards.seed), [])
+# The training rules (rules/train.smk) ask TRAIN_JOBS for each job's values, by its key.
+def get_train_key(wildcards):
+    """A cell's (experiment, model, data, seed), or a stable phase's (experiment, model, seed)."""
+    if "data" in wildcards.keys():
+        return (wildcards.experiment, wildcards.model, wildcards.data, wildcards.seed)
+    return (wildcards.experiment, wildcards.model, wildcards.seed)
 
 
-def get_stable_cell(wildcards):
-    """The largest cell of a branch group: the stable phase is its run up to its cooldown."""
-    return get_branch_group(wildcards)[-1]
-
-
-def get_branch_folder(cell):
-    return f"results/{cell.experiment}/branches/{cell.model}/{cell.seed_name}"
-
-
-def get_cell_inputs(wildcards):
-    """Token files, and for a branching WSD cell the stable phase's branch checkpoints."""
-    inputs = get_cell_tokens(wildcards)
-    if get_branch_group(wildcards):
-        inputs["branches"] = get_branch_folder(get_cell(wildcards))
-    return inputs
-
-
-def get_stable_flags(wildcards):
-    cells = get_branch_group(wildcards)
-    arguments = train_arguments(config, cells[-1])
-    arguments.pop("threads")
-    arguments["branch_tokens"] = ",".join(str(c.tokens) for c in cells)
-    # The same transfer set as its cells: it is part of the branch checkpoints' identity.
-    arguments.update(get_transfer_arguments(wildcards))
-    return as_flags(arguments)
-
-
-def get_transfer_arguments(wildcards):
-    transfer = get_experiment(wildcards)["transfer"]
-    if not transfer or get_experiment(wildcards)["model"]["family"] != "transformer":
-        return {}
-    return {
-        "transfer_tokens": get_cell_tokens(wildcards)["transfer"],
-        "transfer_name": transfer,
-    }
-
-
-def get_cell_tokens(wildcards):
-    """Token files of the cell's splits, and of its experiment's transfer set if it has one."""
-    exp = get_experiment(wildcards)
-    folder = f"results/data/{exp['dataset']}/{exp['tokenizer']}"
-    files = {
-        f"{split}{suffix}": f"{folder}/{split}.{ext}"
-        for split in ("train", "val", "test")
-        for suffix, ext in (("", "bin"), ("_meta", "json"))
-    }
-    if exp["transfer"]:
-        files["transfer"] = f"{folder}/transfer/{exp['transfer']}.bin"
-        files["transfer_meta"] = f"{folder}/transfer/{exp['transfer']}.json"
-    return files
-
-
-def get_cell_samples(wildcards):
-    """The samples files of an mlp or cnn cell's dataset (rule prepare_samples)."""
-    folder = f"results/data/{get_experiment(wildcards)['dataset']}/samples"
-    return [
-        f"{folder}/{split}.{ext}"
-        for split in ("train", "val", "test")
-        for ext in ("x.npy", "y.npy", "json")
-    ]
-
-
-def get_samples_folder(wildcards):
-    return f"results/data/{get_experiment(wildcards)['dataset']}/samples"
+def get_train_inputs(wildcards):
+    """Token files (and a branched cell's stable phase), or an mlp or cnn cell's samples files."""
+    return TRAIN_JOBS.inputs(get_train_key(wildcards))
 
 
 def get_train_flags(wildcards):
-    cell = get_cell(wildcards)
-    arguments = train_arguments(config, cell)
-    if get_branch_group(wildcards):
-        arguments["branch_from"] = f"{get_branch_folder(cell)}/{cell.tokens}.pt"
-    arguments.update(get_transfer_arguments(wildcards))
-    arguments.pop(
-        "threads"
-    )  # taken from the rule's threads, which Snakemake may scale down
-    return as_flags(arguments)
+    """The cell's flags: a function of the config alone, so Snakemake re-runs a cell whose flags change."""
+    return TRAIN_JOBS.flags(get_train_key(wildcards))
 
 
-def get_train_threads(wildcards):
-    """CPU threads of the job: training.threads for each of its processes (one per GPU under DDP)."""
-    exp = get_experiment(wildcards)
-    return exp["training"]["threads"] * max(1, exp["resources"]["gpu"])
-
-
-def get_launcher(wildcards, resources):
-    """``python -m workflow_scripts.train.token_cell``, or its data-parallel wrapper for cells with several GPUs."""
-    return launcher(resources.gpu)
-
-
-def get_process_threads(wildcards, threads, resources):
-    """Torch threads of each training process: the job's threads shared among its processes."""
-    return max(1, threads // max(1, resources.gpu))
+def get_train_job(wildcards, input, output, threads, resources):
+    """The launcher, and the flags of the job as scheduled: threads, GPUs, files."""
+    stable_phase = "data" not in wildcards.keys()
+    return job_command(
+        get_experiment(wildcards), threads, resources.gpu, input, output, stable_phase
+    )
 
 
 # Scheduler resources of a cell, from its size and budget; memory and time grow
 # with each retry. Profiles override them (set-resources: train_cell: ...).
 def get_train_resource(name):
     def resource(wildcards, attempt):
-        # A stable phase (no data wildcard) asks for what its largest cell would.
-        cell = (
-            get_cell(wildcards)
-            if "data" in wildcards.keys()
-            else get_stable_cell(wildcards)
-        )
-        return train_resources(config, cell, attempt)[name]
+        return TRAIN_JOBS.resources(get_train_key(wildcards), attempt)[name]
 
     return resource
 
@@ -222,7 +140,22 @@ def get_train_resource(name):
 # Small CPU cells share a group; `group-components` in a cluster profile batches them
 # into one job each (local runs ignore groups).
 def get_train_group(wildcards):
-    return train_group(config, get_cell(wildcards))
+    return TRAIN_JOBS.group(get_train_key(wildcards))
+
+
+def per_experiment(value):
+    """``value(exp)`` of the job's experiment: a plain value when every experiment agrees, since
+    Snakemake evaluates a function once or more for every job (issue 16: the DAG's build time).
+    """
+    values = {name: value(exp) for name, exp in config["experiments"].items()}
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return lambda wildcards: values[wildcards.experiment]
+
+
+TRAIN_THREADS = per_experiment(job_threads)
+TRAIN_GPU = per_experiment(lambda exp: gpu_request(exp)["gpu"])
+TRAIN_GPU_MODEL = per_experiment(lambda exp: gpu_request(exp)["gpu_model"])
 
 
 def get_experiment_cell_files(name):
@@ -230,7 +163,7 @@ def get_experiment_cell_files(name):
 
     def files(wildcards):
         return [
-            f"results/{c.experiment}/runs/{c.model}/{c.data}/{c.seed_name}/{name}"
+            run_file(c, name)
             for c in CELLS.values()
             if c.experiment == wildcards.experiment
         ]
@@ -248,21 +181,12 @@ def get_analysis(wildcards):
 
 def get_fit_flags(wildcards):
     """Flags of workflow_scripts.analysis.fit.experiment from the experiment's analysis block."""
-    analysis = get_analysis(wildcards)
-    flags = ["--bootstrap", analysis["bootstrap"], "--seed", analysis["seed"]]
-    flags += ["--holdout", analysis.get("holdout", 1)]
-    if analysis.get("laws") is not None:
-        flags += ["--laws", ",".join(analysis["laws"])]
-    if not analysis.get("irreducible", True):
-        flags.append("--no-irreducible")
-    flags += ["--approach1-points", analysis.get("approach1_points", "auto")]
-    flags += ["--curve-skip", analysis.get("curve_skip", 0.1)]
-    return " ".join(shlex.quote(str(flag)) for flag in flags)
+    return fit_flags(get_analysis(wildcards))
 
 
 def get_compared(experiment):
     """The experiment and those its analysis compares it with, itself first."""
-    others = config["experiments"][experiment]["analysis"].get("compare", [])
+    others = config["experiments"][experiment]["analysis"]["compare"]
     unknown = [o for o in others if o not in config["experiments"] or o == experiment]
     if unknown:
         raise ValueError(

@@ -5,7 +5,7 @@
 # image tables) become .npy arrays instead.
 
 # A local dataset's files are inputs of its preparation: editing one re-runs it
-# (workflow_scripts.data.samples.local_input_files; a glob matching nothing stays as is,
+# (workflow_scripts.plan.inputs.local_input_files; a glob matching nothing stays as is,
 # so Snakemake names it as missing).
 
 

@@ -1,38 +1,14 @@
 # Training stage: one job per cell (experiment × model size × data size × seed),
 # and under WSD with branching one stable phase per (model, seed) before them.
-
-
-# The largest cell's run up to its cooldown, saving the state where each cell's
-# cooldown starts; temp(): the branch checkpoints go once their cells are done.
-rule stable_phase:
-    input:
-        unpack(get_cell_tokens),
-    output:
-        temp(directory("results/{experiment}/branches/{model}/{seed}")),
-    log:
-        "results/{experiment}/logs/stable_phase/{model}/{seed}.log",
-    benchmark:
-        "results/{experiment}/benchmarks/stable_phase/{model}/{seed}.tsv"
-    conda:
-        "../envs/train.yaml"
-    threads: get_train_threads
-    resources:
-        mem_mb=get_train_resource("mem_mb"),
-        runtime=get_train_resource("runtime"),
-        gpu=get_train_resource("gpu"),
-        gpu_model=get_train_resource("gpu_model"),
-    params:
-        flags=get_stable_flags,
-        launcher=get_launcher,
-        threads=get_process_threads,
-    shell:
-        "{params.launcher} {params.flags} --threads {params.threads} --gpus {resources.gpu}"
-        " --train-tokens {input.train} --val-tokens {input.val} --branch-dir {output} > {log} 2>&1"
+# The three rules are one job shape: `<launcher> <cell flags> <job flags>`, the launcher
+# and the flags assembled by workflow_scripts.plan.flags (`python -m
+# workflow_scripts.train.token_cell`, its data-parallel wrapper workflow_scripts.train.ddp
+# for several GPUs, or workflow_scripts.train.samples_cell for mlp and cnn cells).
 
 
 rule train_cell:
     input:
-        unpack(get_cell_inputs),
+        unpack(get_train_inputs),
     output:
         metrics="results/{experiment}/runs/{model}/{data}/{seed}/metrics.json",
         curve="results/{experiment}/runs/{model}/{data}/{seed}/curve.csv",
@@ -46,48 +22,34 @@ rule train_cell:
         get_train_group
     conda:
         "../envs/train.yaml"
-    threads: get_train_threads
+    threads: TRAIN_THREADS
     resources:
         mem_mb=get_train_resource("mem_mb"),
         runtime=get_train_resource("runtime"),
-        gpu=get_train_resource("gpu"),
-        gpu_model=get_train_resource("gpu_model"),
+        gpu=TRAIN_GPU,
+        gpu_model=TRAIN_GPU_MODEL,
     params:
+        # The cell's flags apart (a function of wildcards only): a change in them re-runs the cell.
         flags=get_train_flags,
-        launcher=get_launcher,
-        threads=get_process_threads,
+        job=get_train_job,
     shell:
-        "{params.launcher} {params.flags} --threads {params.threads} --gpus {resources.gpu}"
-        " --train-tokens {input.train} --val-tokens {input.val} --test-tokens {input.test}"
-        " --metrics {output.metrics} --curve {output.curve} > {log} 2>&1"
+        "{params.job.launcher} {params.flags} {params.job.job_flags} > {log} 2>&1"
 
 
 # An mlp or cnn cell on a samples dataset (sine, MNIST-1D, MNIST): same outputs, its own trainer.
-rule train_samples_cell:
+use rule train_cell as train_samples_cell with:
     input:
-        get_cell_samples,
-    output:
-        metrics="results/{experiment}/runs/{model}/{data}/{seed}/metrics.json",
-        curve="results/{experiment}/runs/{model}/{data}/{seed}/curve.csv",
-    log:
-        "results/{experiment}/logs/train/{model}/{data}/{seed}.log",
-    benchmark:
-        "results/{experiment}/benchmarks/train/{model}/{data}/{seed}.tsv"
+        get_train_inputs,
     wildcard_constraints:
         model=r"(mlp|cnn)-L\d+-w\d+",
-    group:
-        get_train_group
-    conda:
-        "../envs/train.yaml"
-    threads: get_train_threads
-    resources:
-        mem_mb=get_train_resource("mem_mb"),
-        runtime=get_train_resource("runtime"),
-        gpu=get_train_resource("gpu"),
-        gpu_model=get_train_resource("gpu_model"),
-    params:
-        flags=get_train_flags,
-        data=get_samples_folder,
-    shell:
-        "python -m workflow_scripts.train.samples_cell {params.flags} --threads {threads} --gpus {resources.gpu}"
-        " --data {params.data} --metrics {output.metrics} --curve {output.curve} > {log} 2>&1"
+
+
+# The largest cell's run up to its cooldown, saving the state where each cell's
+# cooldown starts; temp(): the branch checkpoints go once their cells are done.
+use rule train_cell as stable_phase with:
+    output:
+        temp(directory("results/{experiment}/branches/{model}/{seed}")),
+    log:
+        "results/{experiment}/logs/stable_phase/{model}/{seed}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/stable_phase/{model}/{seed}.tsv"

@@ -73,7 +73,7 @@ def write_config(path: Path, config: dict) -> Path:
 
 def small_cell(root, **overrides):
     """A one-layer cell on ``token_files``, a second or so of training."""
-    from workflow_scripts.train.token_cell import TrainConfig  # torch loads only for the tests that train
+    from workflow_scripts.train.cell_config import TrainConfig  # torch loads only for the tests that train
 
     settings = dict(train_tokens=str(root / "train.bin"), val_tokens=str(root / "val.bin"), n_layer=1, d_model=16,
                     n_head=2, context=32, tokens=8192, batch_size=8, eval_tokens=1024, eval_points=4, seed=0)

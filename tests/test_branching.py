@@ -14,8 +14,10 @@ from tests.helpers import small_cell, write_config
 from test_workflow import planned_jobs
 from workflow_scripts.train.checkpoint import Checkpointer
 from workflow_scripts.plan.config import validate_config
-from workflow_scripts.plan.grid import expand_grid, train_arguments
-from workflow_scripts.train.token_cell import TrainConfig, train
+from workflow_scripts.plan.flags import train_arguments
+from workflow_scripts.plan.grid import expand_grid
+from workflow_scripts.train.cell_config import TrainConfig
+from workflow_scripts.train.token_cell import train
 
 SIZES = [4096, 8192, 20480]
 # Dropout on, so the restored RNG state matters; the largest budget is the stable phase's.

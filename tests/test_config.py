@@ -6,7 +6,8 @@ import yaml
 from tests.helpers import REPO, write_config
 from workflow_scripts.data.synthetic import HMMSpec
 from workflow_scripts.plan.config import ConfigError, load_config, validate_config
-from workflow_scripts.plan.grid import expand_grid, train_arguments
+from workflow_scripts.plan.flags import train_arguments
+from workflow_scripts.plan.grid import expand_grid
 
 
 def test_default_study_is_valid_and_fills_defaults():
@@ -99,7 +100,7 @@ def test_learning_rate_rule_sets_each_sizes_rate_and_a_sizes_own_rate_wins(tiny_
     tiny_config["experiments"]["tiny"]["training"].update(lr=0.004, lr_rule=rule, lr_base_width=16)
     tiny_config["experiments"]["tiny"]["models"][2]["lr"] = 0.01  # d 24 sets its own rate
     config = validate_config(tiny_config)
-    arguments = {c.d_model: train_arguments(config, c) for c in expand_grid(config)}
+    arguments = {c.width: train_arguments(config, c) for c in expand_grid(config)}
     assert {d: args["lr"] for d, args in arguments.items()} == pytest.approx(expected, rel=1e-12)
     assert not {"lr_rule", "lr_base_width"} & arguments[8].keys()  # resolved here; the job gets only --lr
 
@@ -121,7 +122,7 @@ def budget_config(tiny_config, budgets):
 
 
 def test_nonembedding_parameters_match_the_models_count():
-    from workflow_scripts.plan.grid import nonembedding_parameters
+    from workflow_scripts.plan.sizes import nonembedding_parameters
     from workflow_scripts.models.transformer import GPTConfig, count_parameters
 
     for n_layer, d, d_ff in [(1, 8, 32), (2, 24, 96), (3, 64, 100)]:
@@ -130,7 +131,8 @@ def test_nonembedding_parameters_match_the_models_count():
 
 
 def test_compute_budgets_expand_to_one_cell_per_budget_and_size_with_d_from_6nd(tiny_config):
-    from workflow_scripts.plan.grid import grid_warnings, nonembedding_parameters
+    from workflow_scripts.plan.grid import grid_warnings
+    from workflow_scripts.plan.sizes import nonembedding_parameters
 
     config = validate_config(budget_config(tiny_config, [1e7, 1e8, 1e9]))
     cells = expand_grid(config)
@@ -141,10 +143,10 @@ def test_compute_budgets_expand_to_one_cell_per_budget_and_size_with_d_from_6nd(
         ("L1-d8-h2", "C1e7"), ("L1-d8-h2", "C1e8"), ("L1-d16-h2", "C1e7"), ("L1-d16-h2", "C1e8"),
         ("L1-d24-h2", "C1e7"), ("L1-d24-h2", "C1e8"), ("L1-d24-h2", "C1e9")]
     for cell in cells:
-        n = nonembedding_parameters(1, cell.d_model, 4 * cell.d_model)
-        assert cell.tokens % batch == 0 and abs(cell.tokens - cell.compute_budget / (6 * n)) <= batch / 2
+        n = nonembedding_parameters(1, cell.width, 4 * cell.width)
+        assert cell.data_size % batch == 0 and abs(cell.data_size - cell.compute_budget / (6 * n)) <= batch / 2
         assert train_arguments(config, cell)["compute_budget"] == cell.compute_budget
-    assert cells[0].tokens == 2048 and cells[0].compute_budget == 1e7  # 1e7 / (6 · 792) = 2104 → 8 batches
+    assert cells[0].data_size == 2048 and cells[0].compute_budget == 1e7  # 1e7 / (6 · 792) = 2104 → 8 batches
     warnings = grid_warnings(config)
     assert warnings == [
         "warning: experiments.tiny: L1-d8-h2 at C1e9 left out of the grid: D = C / (6N) = 210438 tokens (N = 792) "
@@ -216,7 +218,7 @@ def test_wsd_cells_of_a_model_and_seed_form_one_branch_group(tiny_config):
     cells = expand_grid(config)
     groups = branch_groups(config, cells)
     assert len(groups) == 3 * 2
-    assert [c.tokens for c in groups[("tiny", "L1-d16-h2", "seed1")]] == [4096, 8192, 16384]  # smallest first
+    assert [c.data_size for c in groups[("tiny", "L1-d16-h2", "seed1")]] == [4096, 8192, 16384]  # smallest first
     args = train_arguments(config, cells[0])
     assert (args["schedule"], args["warmup_steps"], args["cooldown_frac"]) == ("wsd", 3, 0.25)
     assert args["compute_budget"] == 0.0  # a data-size grid's cell has no budget (metrics: C_budget null)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from workflow_scripts.plan.flags import launcher
 from workflow_scripts.train import ddp
 from workflow_scripts.train.checkpoint import default_path
 
@@ -33,8 +34,10 @@ def run(launcher, token_files, out, *extra):
 
 
 def test_launcher_starts_torchrun_only_for_several_gpus():
-    assert ddp.launcher(0) == ddp.launcher(1) == "python -m workflow_scripts.train.token_cell"
-    assert ddp.launcher(4) == "python -m workflow_scripts.train.ddp --nproc-per-node 4"
+    assert launcher(0) == launcher(1) == "python -m workflow_scripts.train.token_cell"
+    assert launcher(4) == "python -m workflow_scripts.train.ddp --nproc-per-node 4"
+    # A samples cell trains in one process whatever its GPUs.
+    assert launcher(0, on_samples=True) == launcher(2, on_samples=True) == "python -m workflow_scripts.train.samples_cell"
     assert ddp.torchrun_command(4, ["--tokens", "8"])[1:] == [
         "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "workflow_scripts.train.token_cell",
         "--tokens", "8"]
@@ -48,9 +51,9 @@ def test_ranks_share_every_batch_contiguously():
 
 def test_two_gloo_processes_match_one_process(token_files, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    single = run(ddp.launcher(1), token_files, one)
+    single = run(launcher(1), token_files, one)
     assert single.returncode == 0, single.stderr
-    parallel = run(ddp.launcher(2), token_files, two)
+    parallel = run(launcher(2), token_files, two)
     assert parallel.returncode == 0, parallel.stderr[-3000:]
     a, b = (json.loads((out / "metrics.json").read_text()) for out in (one, two))
     assert b["provenance"]["data_parallel_processes"] == 2 and a["provenance"]["data_parallel_processes"] == 1
@@ -65,7 +68,7 @@ def test_two_gloo_processes_match_one_process(token_files, tmp_path):
 
 
 def test_batch_that_does_not_divide_among_the_processes_is_one_clear_error(token_files, tmp_path):
-    bad = run(ddp.launcher(2), token_files, tmp_path, "--batch-size", "7")
+    bad = run(launcher(2), token_files, tmp_path, "--batch-size", "7")
     assert bad.returncode != 0
     assert "error: batch size 7 does not divide among 2 data-parallel processes: expected a multiple of 2" in bad.stderr
     assert not (tmp_path / "metrics.json").exists()
@@ -76,8 +79,8 @@ def test_stop_signal_to_the_launcher_checkpoints_and_the_rerun_resumes(token_fil
     ranks, which agree to stop at the same step; rank 0 checkpoints; run again, the cell resumes from it."""
     longer = ("--epochs", "4")  # 128 steps
     reference = tmp_path / "reference"
-    assert run(ddp.launcher(2), token_files, reference, *longer).returncode == 0
-    cmd = command(ddp.launcher(2), token_files, tmp_path, *longer, "--checkpoint-every-steps", "1")
+    assert run(launcher(2), token_files, reference, *longer).returncode == 0
+    cmd = command(launcher(2), token_files, tmp_path, *longer, "--checkpoint-every-steps", "1")
     ckpt = default_path(tmp_path / "metrics.json")
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 60

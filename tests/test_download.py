@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.data.download import download_path, fetch
+from workflow_scripts.data.download import fetch
+from workflow_scripts.plan.inputs import download_path
 from workflow_scripts.data.sources import prepare_dataset, read_split
 
 TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"

@@ -5,7 +5,8 @@ import copy
 import pytest
 
 from workflow_scripts.plan.config import ConfigError, validate_config
-from workflow_scripts.plan.grid import expand_grid, size_sweep, train_arguments
+from workflow_scripts.plan.flags import train_arguments
+from workflow_scripts.plan.grid import expand_grid, size_sweep
 from workflow_scripts.plan.resources import train_resources
 
 SINE_CONFIG = {
@@ -97,13 +98,14 @@ def test_a_transformer_on_text_needs_a_batch_and_a_known_transfer_set(tiny_confi
 
 
 def test_an_isoflop_grid_keeps_pairs_inside_the_tokens_per_parameter_window(tiny_config):
-    from workflow_scripts.plan.grid import grid_warnings, nonembedding_parameters
+    from workflow_scripts.plan.grid import grid_warnings
+    from workflow_scripts.plan.sizes import nonembedding_parameters
 
     exp = tiny_config["experiments"]["tiny"]
     exp.update(data_sizes=[], compute_budgets=[1e8, 4e8], tokens_per_parameter=[1, 20])
     config = validate_config(tiny_config)
     cells = expand_grid(config)
-    n = {c.model: nonembedding_parameters(1, c.d_model, 4 * c.d_model) for c in cells}
+    n = {c.model: nonembedding_parameters(1, c.width, 4 * c.width) for c in cells}
     assert cells and all(1 <= c.compute_budget / (6 * n[c.model]) / n[c.model] <= 20 for c in cells)
     assert len(cells) < 6  # some of the 3 sizes × 2 budgets are outside the window
     assert any("tokens per parameter" in line and "outside [1, 20]" in line for line in grid_warnings(config))

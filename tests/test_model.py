@@ -7,7 +7,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from workflow_scripts.models.transformer import GPT, GPTConfig, count_parameters, forward_flops_per_token, training_flops
-from workflow_scripts.train.token_cell import eval_steps, lr_at
+from workflow_scripts.train.schedule import eval_steps, lr_at
 
 SHAPES = [
     GPTConfig(vocab_size=50, context=16, n_layer=1, d_model=8, n_head=2, d_ff=32),

@@ -20,7 +20,8 @@ from workflow_scripts.models.transformer import GPT, GPTConfig
 from workflow_scripts.data.sources import prepare_dataset
 from workflow_scripts.data.tokens import tokenize_split
 from workflow_scripts.train import token_cell as training
-from workflow_scripts.train.token_cell import plan_steps, train, window_order
+from workflow_scripts.train.schedule import plan_steps, window_order
+from workflow_scripts.train.token_cell import train
 
 
 def test_same_cell_twice_gives_identical_numbers(token_files):

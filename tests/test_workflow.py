@@ -35,8 +35,8 @@ def check_study_outputs(workdir, config, dataset, tokenizer):
             run = out / "runs" / cell.model / cell.data / cell.seed_name
             metrics = json.loads((run / "metrics.json").read_text())
             assert METRIC_KEYS <= metrics.keys()
-            assert metrics["status"] == "ok" and metrics["D"] <= cell.tokens
-            assert metrics["provenance"]["config"]["tokens"] == cell.tokens
+            assert metrics["status"] == "ok" and metrics["D"] <= cell.data_size
+            assert metrics["provenance"]["config"]["tokens"] == cell.data_size
             curve = pd.read_csv(run / "curve.csv")
             assert list(curve.columns) == ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss"]
             assert metrics["test_loss"] > 0 and metrics["transfer_loss"] is None  # a test split, no transfer set

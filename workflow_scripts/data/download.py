@@ -9,37 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import urllib.error
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from workflow_scripts.io import atomic_path
+from workflow_scripts.plan.inputs import check_sha256
 
-DOWNLOAD_DIR = Path("resources/downloads")
-# The digest prefix in the file name keeps two URLs with the same basename apart
-# and lets the Snakemake rule find the URL from the path alone.
-PREFIX_CHARS = 16
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _BLOCK = 1 << 20
-
-
-def download_name(url: str, sha256: str) -> str:
-    """``<sha256 prefix>-<url basename>``, the basename reduced to safe characters."""
-    check_sha256(url, sha256)
-    base = os.path.basename(urllib.parse.urlparse(url).path)
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".") or "download"
-    return f"{sha256[:PREFIX_CHARS]}-{base}"
-
-
-def download_path(url: str, sha256: str, folder: str | os.PathLike = DOWNLOAD_DIR) -> Path:
-    return Path(folder) / download_name(url, sha256)
-
-
-def check_sha256(url: str, sha256: str) -> None:
-    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
-        raise ValueError(f"download {url}: sha256 = {sha256!r}: expected 64 lowercase hex digits")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -1,6 +1,6 @@
 """Samples datasets: fixed-shape inputs and targets instead of a token stream.
 
-Three kinds (contract: /tmp/contracts.md section 1), each written as
+Three kinds (the outputs of rule prepare_samples in rules/data.smk), each written as
 ``{split}.x.npy``, ``{split}.y.npy`` and ``{split}.json`` for train, val, test:
 
 - ``sine``: regression y = sin x + noise·ε, the toy problem of the scaling-law
@@ -18,7 +18,6 @@ asking for more training samples leaves val and test as they were.
 from __future__ import annotations
 
 import contextlib
-import glob
 import math
 import os
 import random
@@ -227,16 +226,3 @@ def write_metas(out_dir: str | os.PathLike, counts: dict[str, int], info: dict[s
         del x, y
         atomic_write_json(out_dir / f"{split}.json", metas[split])
     return metas["train"]
-
-
-def local_input_files(spec: dict) -> list[str]:
-    """The files a ``source: local`` dataset reads (Snakemake inputs of its preparation); a
-    pattern matching no file is kept as is, so the workflow reports it missing."""
-    if spec.get("source", "generator") != "local":
-        return []
-    path = spec.get("path", "")
-    files: list[str] = []
-    for pattern in [path] if isinstance(path, str) else path:
-        matches = sorted(m for m in glob.glob(pattern) if os.path.isfile(m))
-        files += matches or [pattern]
-    return files

@@ -21,6 +21,7 @@ import numpy as np
 from workflow_scripts.data import download
 from workflow_scripts.data import structured
 from workflow_scripts.data import synthetic
+from workflow_scripts.plan.inputs import DOWNLOAD_DIR, download_path
 from workflow_scripts.io import atomic_write_json, atomic_write_text, provenance
 
 SPLITS = ("train", "val", "test")
@@ -29,7 +30,7 @@ GENERATORS = ("hmm_language",)
 
 
 def prepare_dataset(
-    spec: dict, out_dir: str | os.PathLike, download_dir: str | os.PathLike = download.DOWNLOAD_DIR
+    spec: dict, out_dir: str | os.PathLike, download_dir: str | os.PathLike = DOWNLOAD_DIR
 ) -> dict:
     """Write the three text splits and ``source.json`` of one dataset; return the source record.
 
@@ -45,7 +46,7 @@ def prepare_dataset(
         texts, record = _files(spec, resolve_paths(spec.get("path", "")))
     elif source == "url":
         url, sha256 = spec.get("url", ""), spec.get("sha256", "")
-        path = download.fetch(url, sha256, download.download_path(url, sha256, download_dir))
+        path = download.fetch(url, sha256, download_path(url, sha256, download_dir))
         texts, record = _files(spec, [path])
         record["url"] = url
     elif source == "hf":

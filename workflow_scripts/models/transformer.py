@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from workflow_scripts.plan.sizes import gpt_parameters
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -122,24 +124,12 @@ class GPT(nn.Module):
 
 
 def count_parameters(cfg: GPTConfig) -> dict[str, int]:
-    """Analytic parameter counts.
+    """Analytic parameter counts: N, N_nonembedding (Kaplan's N) and N_head (the untied head's weights).
 
-    ``N_nonembedding`` follows Kaplan et al. (2020, sec. 2.1): "excluding all
-    vocabulary and positional embeddings". A tied head is the token embedding,
-    so it is not counted twice. An untied head (the unembedding) is a
-    vocabulary matrix too: Kaplan's models tie it (their table 1 gives the
-    de-embedding FLOPs but no parameters), and we keep it out of
-    ``N_nonembedding`` so that tying does not change the N that the laws are
-    fitted on (``config.nonembedding_parameters`` counts the same); ``N``, every
-    trained weight, includes it, and so do the FLOPs (the head's product runs
-    either way). ``N_head`` says how many weights the untied head adds (0 when tied).
+    The closed form is ``workflow_scripts.plan.sizes.gpt_parameters``, which the grid and the
+    scheduler estimates use before any model exists.
     """
-    d, L = cfg.d_model, cfg.n_layer
-    per_block = 3 * d * d + d * d + 2 * d * cfg.d_ff + 2 * d  # qkv, proj, mlp, two LayerNorm gains
-    non_embedding = L * per_block + d  # + final LayerNorm gain
-    embedding = cfg.vocab_size * d + cfg.context * d
-    head = 0 if cfg.tied_embeddings else cfg.vocab_size * d
-    return {"N": non_embedding + embedding + head, "N_nonembedding": non_embedding, "N_head": head}
+    return gpt_parameters(cfg.n_layer, cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.context, cfg.tied_embeddings)
 
 
 def forward_flops_per_token(cfg: GPTConfig) -> float:

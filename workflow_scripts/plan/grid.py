@@ -1,15 +1,15 @@
 """The grid of cells: one function for the DAG and the jobs, so they never disagree.
 
-``expand_grid`` turns a validated config (workflow_scripts/plan/config.py) into the
-list of cells, one training job each; ``train_arguments`` gives a cell's job
-its flags. Plain arithmetic, no torch: every Snakemake process evaluates it.
+``expand_grid`` turns a validated config (``workflow_scripts.plan.config``) into the
+list of cells, one training job each; ``workflow_scripts.plan.flags`` gives a cell's
+job its flags. Plain arithmetic, no torch: every Snakemake process evaluates it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
+
+from workflow_scripts.plan.sizes import mlp_width, nonembedding_parameters
 
 
 @dataclass(frozen=True)
@@ -21,19 +21,19 @@ class Cell:
     data: str  # wildcard, e.g. "D65536"
     seed: int
     n_layer: int
-    d_model: int
-    n_head: int
-    tokens: int
+    width: int  # a transformer's d_model, an mlp's hidden width, a cnn's first channels
+    n_head: int  # 0 for mlp and cnn
+    data_size: int  # D: tokens of a transformer cell, samples of an mlp or cnn cell
     lr: float | None = None  # the size's own peak learning rate, if it has one
     compute_budget: float | None = None  # C of an IsoFLOP grid's cell, if the grid gives budgets
-    family: str = "transformer"  # mlp and cnn cells keep their width in d_model, n_head 0
+    family: str = "transformer"
 
     @property
     def on_samples(self) -> bool:  # trains on a samples dataset (D counts samples, not tokens)
         return self.family != "transformer"
 
     @property
-    def group(self) -> tuple[str, str, str]:  # cells that can share a WSD stable phase
+    def branch_key(self) -> tuple[str, str, str]:  # cells that may share a WSD stable phase
         return (self.experiment, self.model, self.seed_name)
 
     @property
@@ -46,7 +46,7 @@ class Cell:
 
 
 SAMPLE_FAMILIES = ("mlp", "cnn")
-# Generators whose output is (x, y) samples rather than text (workflow_scripts/data/samples.py).
+# Generators whose output is (x, y) samples rather than text (workflow_scripts.data.samples).
 SAMPLE_GENERATORS = ("sine", "mnist1d")
 
 
@@ -58,10 +58,10 @@ def model_name(size: dict, family: str = "transformer") -> str:
 
 
 def is_samples_dataset(ds: dict) -> bool:
-    """A dataset of (x, y) samples (sine, MNIST-1D, image tables) rather than text."""
-    if ds.get("source", "generator") == "generator":
-        return ds.get("generator", "hmm_language") in SAMPLE_GENERATORS
-    return bool(ds.get("image_column"))
+    """A dataset (of a validated config) of (x, y) samples (sine, MNIST-1D, image tables) rather than text."""
+    if ds["source"] == "generator":
+        return ds["generator"] in SAMPLE_GENERATORS
+    return bool(ds["image_column"])
 
 
 def size_sweep(sweep: dict) -> list[dict]:
@@ -92,10 +92,10 @@ def size_sweep(sweep: dict) -> list[dict]:
 
 def resolve_model_sizes(config: dict) -> None:
     """Append each experiment's ``size_sweep`` sizes to its ``models``, in place (once)."""
-    for exp in config.get("experiments", {}).values():
-        sweep = exp.get("size_sweep")
-        if sweep and sweep.get("count"):  # idempotent: sizes already listed are not added again
-            exp["models"] = list(exp.get("models", [])) + [s for s in size_sweep(sweep) if s not in exp["models"]]
+    for exp in config["experiments"].values():
+        sweep = exp["size_sweep"]
+        if sweep["count"]:  # idempotent: sizes already listed are not added again
+            exp["models"] = list(exp["models"]) + [s for s in size_sweep(sweep) if s not in exp["models"]]
 
 
 def data_name(tokens: int) -> str:
@@ -106,11 +106,6 @@ def budget_name(budget: float) -> str:
     """``1e15`` → ``C1e15``, ``3.16e15`` → ``C3.16e15`` (six significant digits, no ``+``)."""
     mantissa, _, exponent = f"{float(budget):.5e}".partition("e")
     return f"C{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-
-
-def nonembedding_parameters(n_layer: int, d_model: int, d_ff: int) -> int:
-    """Kaplan's N without embeddings, as ``model.count_parameters`` counts it (no torch needed)."""
-    return n_layer * (4 * d_model * d_model + 2 * d_model * d_ff + 2 * d_model) + d_model
 
 
 def known_train_tokens(config: dict, exp: dict) -> int | None:
@@ -125,7 +120,6 @@ def known_train_tokens(config: dict, exp: dict) -> int | None:
     return ds["symbols"]["train"]
 
 
-
 def _budget_point(config: dict, exp: dict, size: dict, budget: float) -> tuple[int, str | None]:
     """A model size's unique tokens at compute budget C, and why the cell is left out (None: kept).
 
@@ -135,8 +129,7 @@ def _budget_point(config: dict, exp: dict, size: dict, budget: float) -> tuple[i
     """
     training, context = exp["training"], exp["model"]["context"]
     batch = training["batch_size"] * context
-    d_ff = int(round(exp["model"]["d_ff_ratio"] * size["d_model"]))
-    n = nonembedding_parameters(size["n_layer"], size["d_model"], d_ff)
+    n = nonembedding_parameters(size["n_layer"], size["d_model"], mlp_width(exp["model"], size["d_model"]))
     wanted = budget / (6 * n)
     tokens = int(round(wanted / (training["epochs"] * batch))) * batch
     available = known_train_tokens(config, exp)
@@ -178,12 +171,13 @@ def expand_grid(config: dict) -> list[Cell]:
                 tokens, problem = _budget_point(config, exp, size, budget)
                 if problem is None:
                     points.append((tokens, budget_name(budget), float(budget)))
-            for tokens, data, budget in points:
+            samples = family in SAMPLE_FAMILIES
+            width, n_head = (size["width"], 0) if samples else (size["d_model"], size["n_head"])
+            for data_size, data, budget in points:
                 for seed in exp["seeds"]:
-                    width = size["width"] if family in SAMPLE_FAMILIES else size["d_model"]
+                    # a size's lr is optional (no schema default): without one, training.lr_rule sets it
                     cells.append(Cell(experiment, model_name(size, family), data, seed, size["n_layer"], width,
-                                      size.get("n_head", 0) if family == "transformer" else 0, tokens,
-                                      size.get("lr"), budget, family))
+                                      n_head, data_size, size.get("lr"), budget, family))
     return cells
 
 
@@ -196,81 +190,6 @@ def branch_groups(config: dict, cells: list[Cell]) -> dict[tuple[str, str, str],
     for cell in cells:
         training = config["experiments"][cell.experiment]["training"]
         if training["schedule"] == "wsd" and training["branch"]:
-            groups.setdefault(cell.group, []).append(cell)
-    return {k: sorted(v, key=lambda c: c.tokens) for k, v in groups.items() if len({c.tokens for c in v}) > 1}
-
-
-def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
-    """The training job's flags for one cell (its resolved hyperparameters)."""
-    exp = config["experiments"][cell.experiment]
-    model, training = exp["model"], exp["training"]
-    if cell.on_samples:
-        return samples_train_arguments(exp, cell)
-    return {
-        "experiment": cell.experiment,
-        "model_name": cell.model,
-        "data_name": cell.data,
-        "n_layer": cell.n_layer,
-        "d_model": cell.d_model,
-        "n_head": cell.n_head,
-        "d_ff": int(round(model["d_ff_ratio"] * cell.d_model)),
-        "context": model["context"],
-        "dropout": model["dropout"],
-        "tokens": cell.tokens,
-        "compute_budget": cell.compute_budget or 0.0,
-        "seed": cell.seed,
-        **{k: v for k, v in training.items() if k not in ("threads", "lr_rule", "lr_base_width", "branch", "compile")},
-        "lr": size_learning_rate(training, cell.d_model, cell.lr),
-        "tied_embeddings": model["tied_embeddings"],
-        "compile": training["compile"],
-        "threads": training["threads"],
-    }
-
-
-# Training keys that only the token trainer (workflow_scripts.train.token_cell) takes.
-_TOKEN_ONLY = ("threads", "lr_rule", "lr_base_width", "branch", "eval_tokens", "compile")
-
-
-def samples_train_arguments(exp: dict, cell: Cell) -> dict[str, Any]:
-    """Flags of ``workflow_scripts.train.samples_cell`` for an mlp or cnn cell."""
-    model, training = exp["model"], exp["training"]
-    return {
-        "experiment": cell.experiment,
-        "model_name": cell.model,
-        "data_name": cell.data,
-        "family": cell.family,
-        "n_layer": cell.n_layer,
-        "width": cell.d_model,
-        "activation": model["activation"],
-        "dropout": model["dropout"],
-        "samples": cell.tokens,
-        "seed": cell.seed,
-        **{k: v for k, v in training.items() if k not in _TOKEN_ONLY},
-        "lr": size_learning_rate(training, cell.d_model, cell.lr),
-        "threads": training["threads"],
-    }
-
-
-# Peak-rate multipliers by width, relative to the rate at lr_base_width. Adam's update size does
-# not shrink with fan-in, so wider matrices need smaller rates: 1/sqrt(fan-in) is the common
-# heuristic; muP (Yang et al. 2022, Tensor Programs V, table 3) scales hidden matrices by 1/fan-in.
-LR_RULES = {
-    "constant": lambda ratio: 1.0,
-    "inverse_sqrt_fan_in": lambda ratio: ratio**0.5,
-    "mup": lambda ratio: ratio,
-}
-
-
-def size_learning_rate(training: dict, d_model: int, own_lr: float | None = None) -> float:
-    """Peak learning rate of a size of width ``d_model``: its own ``lr`` if it has one, else ``training.lr_rule``."""
-    if own_lr is not None:
-        return own_lr
-    rule = training.get("lr_rule", "constant")
-    if rule not in LR_RULES:  # the schema's enum stops this first inside the workflow
-        raise ValueError(f"training.lr_rule = {json.dumps(rule)}: expected one of {sorted(LR_RULES)}")
-    return training["lr"] * LR_RULES[rule](training.get("lr_base_width", 32) / d_model)
-
-
-def as_flags(arguments: dict[str, Any]) -> str:
-    """``{"n_layer": 2}`` → ``--n-layer 2`` (values are names and numbers, never spaces)."""
-    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in arguments.items())
+            groups.setdefault(cell.branch_key, []).append(cell)
+    return {k: sorted(v, key=lambda c: c.data_size) for k, v in groups.items()
+            if len({c.data_size for c in v}) > 1}

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from workflow_scripts.plan.grid import Cell, nonembedding_parameters
+from workflow_scripts.plan.grid import Cell
+from workflow_scripts.plan.sizes import gpt_parameters, mlp_width
 
 MB = 1024 * 1024
 # A fresh `python -m workflow_scripts.train.token_cell` (torch, numpy) peaks near 330 MB
@@ -30,7 +31,7 @@ MEM_FLOOR_MB = 1000
 CPU_FLOPS_PER_THREAD = 5e9
 GPU_FLOPS = 2e12
 RUNTIME_FLOOR_MIN = 10
-# Evaluation (workflow_scripts.train.token_cell.evaluate) runs EVAL_BATCH windows at a time,
+# Evaluation (workflow_scripts.train.evaluation.evaluate) runs EVAL_BATCH windows at a time,
 # fewer when their logits would pass EVAL_LOGITS floats (large vocabularies).
 EVAL_BATCH = 64
 EVAL_LOGITS = 1 << 24
@@ -50,10 +51,8 @@ def vocab_bound(tokenizer: dict) -> int:
 
 
 def parameter_bound(cell: Cell, d_ff: int, context: int, vocab: int, tied: bool = True) -> int:
-    """Weights of the cell's GPT, with embeddings (as model.count_parameters, without torch)."""
-    embeddings = (vocab + context) * cell.d_model  # tokens and positions
-    head = 0 if tied else vocab * cell.d_model  # an untied output head
-    return nonembedding_parameters(cell.n_layer, cell.d_model, d_ff) + embeddings + head
+    """Weights of the cell's GPT, with embeddings, at a vocabulary bound (no torch)."""
+    return gpt_parameters(cell.n_layer, cell.width, d_ff, vocab, context, tied)["N"]
 
 
 def train_mem_mb(cell: Cell, d_ff: int, context: int, vocab: int, batch_size: int, attempt: int = 1,
@@ -68,7 +67,7 @@ def train_mem_mb(cell: Cell, d_ff: int, context: int, vocab: int, batch_size: in
     in evaluation, at most EVAL_LOGITS floats each.
     """
     weights = 16 * parameter_bound(cell, d_ff, context, vocab, tied)
-    activations = 2 * 34 * cell.n_layer * context * batch_size * cell.d_model
+    activations = 2 * 34 * cell.n_layer * context * batch_size * cell.width
     logits = 4 * max(3 * batch_size * context * vocab, 2 * min(EVAL_BATCH * context * vocab, EVAL_LOGITS))
     estimate = BASE_MEM_MB + (weights + activations + logits) / MB
     return int(math.ceil(max(MEM_FLOOR_MB, 1.5 * estimate) * attempt / 100) * 100)
@@ -76,8 +75,8 @@ def train_mem_mb(cell: Cell, d_ff: int, context: int, vocab: int, batch_size: in
 
 def train_flops(cell: Cell, d_ff: int, context: int, vocab: int, epochs: int, tied: bool = True) -> float:
     """Training FLOPs: 6 per weight per token plus attention's 6·L·T·d (Kaplan et al. 2020, table 1)."""
-    per_token = 6 * parameter_bound(cell, d_ff, context, vocab, tied) + 6 * cell.n_layer * context * cell.d_model
-    return per_token * cell.tokens * epochs
+    per_token = 6 * parameter_bound(cell, d_ff, context, vocab, tied) + 6 * cell.n_layer * context * cell.width
+    return per_token * cell.data_size * epochs
 
 
 def train_runtime_min(flops: float, threads: int, gpus: int, attempt: int = 1) -> int:
@@ -89,8 +88,8 @@ def train_runtime_min(flops: float, threads: int, gpus: int, attempt: int = 1) -
 def cell_shape(config: dict, cell: Cell) -> tuple[dict, int, int, int]:
     """The cell's experiment, MLP width, context and vocabulary bound."""
     exp = config["experiments"][cell.experiment]
-    d_ff = int(round(exp["model"]["d_ff_ratio"] * cell.d_model))
-    return exp, d_ff, exp["model"]["context"], vocab_bound(config["tokenizers"][exp["tokenizer"]])
+    vocab = vocab_bound(config["tokenizers"][exp["tokenizer"]])
+    return exp, mlp_width(exp["model"], cell.width), exp["model"]["context"], vocab
 
 
 # Samples cells (mlp, cnn) hold their whole dataset as float32 on the device: MNIST's
@@ -103,13 +102,13 @@ SAMPLE_INPUTS_BOUND = 784
 
 def samples_train_flops(cell: Cell, epochs: int) -> float:
     """An upper bound on an mlp or cnn cell's training FLOPs (6 per weight use per sample)."""
-    width = cell.d_model
+    width = cell.width  # channels of the first block (cnn), the hidden width (mlp)
     if cell.family == "cnn":  # 3 × 3 kernels, channels doubling per block, every position of the input
         per_sample = sum(9 * (width << i) * (width << max(i - 1, 0)) for i in range(cell.n_layer))
         per_sample *= SAMPLE_INPUTS_BOUND
     else:
         per_sample = SAMPLE_INPUTS_BOUND * width + cell.n_layer * width * width
-    return 6.0 * per_sample * cell.tokens * epochs
+    return 6.0 * per_sample * cell.data_size * epochs
 
 
 def cell_flops(config: dict, cell: Cell) -> float:
@@ -124,8 +123,8 @@ def cell_flops(config: dict, cell: Cell) -> float:
 def train_resources(config: dict, cell: Cell, attempt: int = 1) -> dict[str, Any]:
     """threads, mem_mb, runtime (minutes) and gpu of one cell of a validated config."""
     exp = config["experiments"][cell.experiment]
-    training, wanted = exp["training"], exp["resources"]
-    threads, gpus = training["threads"], wanted["gpu"]
+    training = exp["training"]
+    threads, gpus = training["threads"], exp["resources"]["gpu"]
     if cell.on_samples:
         mem_mb = SAMPLES_MEM_MB * attempt
     else:
@@ -136,10 +135,15 @@ def train_resources(config: dict, cell: Cell, attempt: int = 1) -> dict[str, Any
         "threads": threads,
         "mem_mb": mem_mb,
         "runtime": train_runtime_min(cell_flops(config, cell), threads, gpus, attempt),
-        "gpu": gpus,
-        # Only GPU cells name a model: the SLURM plugin sends `--gpus=<model>:<n>` whenever one is set.
-        "gpu_model": wanted["gpu_model"] if gpus else "",
+        **gpu_request(exp),
     }
+
+
+def gpu_request(exp: dict) -> dict[str, Any]:
+    """The GPUs each cell of the experiment asks for, and their model."""
+    gpus = exp["resources"]["gpu"]
+    # Only GPU cells name a model: the SLURM plugin sends `--gpus=<model>:<n>` whenever one is set.
+    return {"gpu": gpus, "gpu_model": exp["resources"]["gpu_model"] if gpus else ""}
 
 
 def train_group(config: dict, cell: Cell) -> str | None:

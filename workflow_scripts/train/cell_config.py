@@ -12,7 +12,8 @@ from workflow_scripts.models.transformer import GPTConfig
 from workflow_scripts.train.schedule import Schedule, make_schedule
 
 
-def _flag(default, help: str):
+def flag(default, help: str):
+    """A dataclass field that ``parse_flags`` turns into ``--<name>`` with this default and help."""
     return field(default=default, metadata={"help": help})
 
 
@@ -20,32 +21,32 @@ def _flag(default, help: str):
 class CellFlags:
     """The flags every training entry point shares (identity, optimiser, schedule, device, checkpoints)."""
 
-    metrics: str = _flag("metrics.json", "where to write the cell's metrics")
-    curve: str = _flag("curve.csv", "where to write the learning curve")
-    experiment: str = _flag("", "experiment name, recorded in the metrics")
-    model_name: str = _flag("", "model-size name, recorded in the metrics")
-    data_name: str = _flag("", "data-size name, recorded in the metrics")
-    dropout: float = _flag(0.0, "dropout probability")
-    epochs: int = _flag(1, "passes over the D tokens or samples")
-    lr: float = _flag(3e-3, "peak learning rate")
-    schedule: str = _flag("cosine", "learning-rate schedule after warmup: cosine, wsd (warmup-stable-decay) or constant")
-    min_lr_ratio: float = _flag(0.1, "final learning rate as a fraction of the peak")
-    warmup_frac: float = _flag(0.05, "fraction of the steps spent in linear warmup (when warmup-steps is 0)")
-    warmup_steps: int = _flag(0, "linear warmup steps whatever the cell's length; 0 uses warmup-frac")
-    cooldown_frac: float = _flag(0.2, "wsd: fraction of the steps spent in the (1 - sqrt) cooldown")
-    weight_decay: float = _flag(0.1, "AdamW decoupled weight decay on matrices")
-    beta1: float = _flag(0.9, "AdamW beta1")
-    beta2: float = _flag(0.95, "AdamW beta2")
-    grad_clip: float = _flag(1.0, "gradient-norm clip; 0 disables")
-    eval_points: int = _flag(8, "log-spaced evaluations along the run (learning curve)")
-    seed: int = _flag(0, "seed for initialisation, data order and dropout")
-    threads: int = _flag(1, "torch CPU threads")
-    device: str = _flag("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
-    gpus: int = _flag(0, "GPUs to claim on a shared machine before CUDA starts (workflow_scripts/train/gpu_slots.py); 0 claims none")
-    precision: str = _flag("auto", "auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16 autocast")
-    checkpoint: str = _flag("", "checkpoint file; empty means <metrics stem>.checkpoint.pt beside the metrics")
-    checkpoint_every_steps: int = _flag(0, "also checkpoint every this many steps; 0 disables")
-    checkpoint_every_s: float = _flag(60.0, "checkpoint after this many seconds of wall time; 0 disables")
+    metrics: str = flag("metrics.json", "where to write the cell's metrics")
+    curve: str = flag("curve.csv", "where to write the learning curve")
+    experiment: str = flag("", "experiment name, recorded in the metrics")
+    model_name: str = flag("", "model-size name, recorded in the metrics")
+    data_name: str = flag("", "data-size name, recorded in the metrics")
+    dropout: float = flag(0.0, "dropout probability")
+    epochs: int = flag(1, "passes over the D tokens or samples")
+    lr: float = flag(3e-3, "peak learning rate")
+    schedule: str = flag("cosine", "learning-rate schedule after warmup: cosine, wsd (warmup-stable-decay) or constant")
+    min_lr_ratio: float = flag(0.1, "final learning rate as a fraction of the peak")
+    warmup_frac: float = flag(0.05, "fraction of the steps spent in linear warmup (when warmup-steps is 0)")
+    warmup_steps: int = flag(0, "linear warmup steps whatever the cell's length; 0 uses warmup-frac")
+    cooldown_frac: float = flag(0.2, "wsd: fraction of the steps spent in the (1 - sqrt) cooldown")
+    weight_decay: float = flag(0.1, "AdamW decoupled weight decay on matrices")
+    beta1: float = flag(0.9, "AdamW beta1")
+    beta2: float = flag(0.95, "AdamW beta2")
+    grad_clip: float = flag(1.0, "gradient-norm clip; 0 disables")
+    eval_points: int = flag(8, "log-spaced evaluations along the run (learning curve)")
+    seed: int = flag(0, "seed for initialisation, data order and dropout")
+    threads: int = flag(1, "torch CPU threads")
+    device: str = flag("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    gpus: int = flag(0, "GPUs to claim on a shared machine before CUDA starts (workflow_scripts.train.gpu_slots); 0 claims none")
+    precision: str = flag("auto", "auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16 autocast")
+    checkpoint: str = flag("", "checkpoint file; empty means <metrics stem>.checkpoint.pt beside the metrics")
+    checkpoint_every_steps: int = flag(0, "also checkpoint every this many steps; 0 disables")
+    checkpoint_every_s: float = flag(60.0, "checkpoint after this many seconds of wall time; 0 disables")
 
     def schedule_for(self, steps: int) -> Schedule:
         return make_schedule(self.schedule, steps, self.lr, self.min_lr_ratio, self.warmup_frac,
@@ -61,27 +62,27 @@ class CellFlags:
 class TrainConfig(CellFlags):
     """A token cell's flags (``python -m workflow_scripts.train.token_cell``)."""
 
-    train_tokens: str = _flag("", "training token file (.bin with its .json meta beside it)")
-    val_tokens: str = _flag("", "validation token file")
-    test_tokens: str = _flag("", "test token file, evaluated at the end (test_loss); empty for none")
-    transfer_tokens: str = _flag("", "transfer token file (another dataset's test split in this tokenizer), "
+    train_tokens: str = flag("", "training token file (.bin with its .json meta beside it)")
+    val_tokens: str = flag("", "validation token file")
+    test_tokens: str = flag("", "test token file, evaluated at the end (test_loss); empty for none")
+    transfer_tokens: str = flag("", "transfer token file (another dataset's test split in this tokenizer), "
                                      "evaluated at every evaluation point (transfer_loss); empty for none")
-    transfer_name: str = _flag("", "name of the transfer dataset, recorded as transfer_dataset")
-    n_layer: int = _flag(2, "transformer blocks")
-    d_model: int = _flag(32, "residual stream width")
-    n_head: int = _flag(2, "attention heads (must divide d_model)")
-    d_ff: int = _flag(0, "MLP hidden width; 0 means 4 × d_model")
-    context: int = _flag(64, "tokens per training window")
-    tied_embeddings: bool = _flag(True, "true: the output head is the token embedding (GPT-2); false: a head of its own")
-    tokens: int = _flag(65536, "token budget D: the cell trains on the first D tokens of the stream")
-    compute_budget: float = _flag(0.0, "IsoFLOP budget C of the cell, recorded as C_budget; 0 for none")
-    batch_size: int = _flag(16, "windows per optimiser step")
-    eval_tokens: int = _flag(16384, "tokens in each fixed evaluation sample (validation, test, transfer)")
-    compile: bool = _flag(False, "torch.compile the training step's model (inductor; compiled kernels are cached "
+    transfer_name: str = flag("", "name of the transfer dataset, recorded as transfer_dataset")
+    n_layer: int = flag(2, "transformer blocks")
+    d_model: int = flag(32, "residual stream width")
+    n_head: int = flag(2, "attention heads (must divide d_model)")
+    d_ff: int = flag(0, "MLP hidden width; 0 means 4 × d_model")
+    context: int = flag(64, "tokens per training window")
+    tied_embeddings: bool = flag(True, "true: the output head is the token embedding (GPT-2); false: a head of its own")
+    tokens: int = flag(65536, "token budget D: the cell trains on the first D tokens of the stream")
+    compute_budget: float = flag(0.0, "IsoFLOP budget C of the cell, recorded as C_budget; 0 for none")
+    batch_size: int = flag(16, "windows per optimiser step")
+    eval_tokens: int = flag(16384, "tokens in each fixed evaluation sample (validation, test, transfer)")
+    compile: bool = flag(False, "torch.compile the training step's model (inductor; compiled kernels are cached "
                                  "in TORCHINDUCTOR_CACHE_DIR, so only a machine's first cell of a shape pays the compile)")
-    branch_from: str = _flag("", "wsd: start from this branch checkpoint of a stable phase (train the cooldown)")
-    branch_tokens: str = _flag("", "wsd stable phase: comma-separated budgets (the largest is --tokens) to branch")
-    branch_dir: str = _flag("", "wsd stable phase: folder of the branch checkpoints, <tokens>.pt each")
+    branch_from: str = flag("", "wsd: start from this branch checkpoint of a stable phase (train the cooldown)")
+    branch_tokens: str = flag("", "wsd stable phase: comma-separated budgets (the largest is --tokens) to branch")
+    branch_dir: str = flag("", "wsd stable phase: folder of the branch checkpoints, <tokens>.pt each")
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(

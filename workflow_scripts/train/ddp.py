@@ -2,10 +2,10 @@
 
 A cell that asks for several GPUs runs as ``python -m workflow_scripts.train.ddp
 --nproc-per-node G <training flags>``: this launcher claims the G GPUs
-(workflow_scripts/train/gpu_slots.py; the locks stay held while it waits), then
+(``workflow_scripts.train.gpu_slots``; the locks stay held while it waits), then
 starts ``torchrun --standalone`` with G copies of ``python -m
-workflow_scripts.train.token_cell``, each seeing the claimed devices. ``launcher(gpus)``
-builds that command for a Snakemake ``shell:``.
+workflow_scripts.train.token_cell``, each seeing the claimed devices.
+``workflow_scripts.plan.flags.launcher`` writes that command for a Snakemake ``shell:``.
 
 Every rank builds the same model from the same seed and reads the same global
 batch of each step, of which it trains on its contiguous share (the batch size
@@ -31,14 +31,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-TRAIN_MODULE = "workflow_scripts.train.token_cell"
+from workflow_scripts.plan.flags import TOKEN_TRAINER
+from workflow_scripts.train import gpu_slots
 
-
-def launcher(gpus: int) -> str:
-    """The command that starts a cell's training on ``gpus`` GPUs (its flags follow)."""
-    if gpus > 1:
-        return f"python -m workflow_scripts.train.ddp --nproc-per-node {int(gpus)}"
-    return f"python -m {TRAIN_MODULE}"
+# torch is imported inside the functions that need it (lazily, with its 1-3 s import): the
+# launcher process (main) only claims GPUs and starts torchrun, and a one-process cell never
+# touches torch.distributed.
 
 
 def under_torchrun(env=None) -> bool:
@@ -135,13 +133,11 @@ def wrap(model, world: World, device):
 
 def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", TRAIN_MODULE, *argv]
+            "-m", TOKEN_TRAINER, *argv]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Claim the GPUs, then run torchrun with the training flags, forwarding stop signals."""
-    from workflow_scripts.train import gpu_slots
-
     parser = argparse.ArgumentParser(description=main.__doc__, allow_abbrev=False)  # the rest is train's
     parser.add_argument("--nproc-per-node", type=int, required=True, help="processes (GPUs) of the cell")
     args, rest = parser.parse_known_args(argv)

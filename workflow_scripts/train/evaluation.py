@@ -58,7 +58,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, autocast=contextlib.nullco
              batch_size: int = EVAL_BATCH, world=None) -> float:
     """Mean next-token cross-entropy (nats) over the fixed sample ``x``, ``y``.
 
-    With a ``world`` of several ranks (workflow_scripts/train/ddp.py) each rank takes a
+    With a ``world`` of several ranks (``workflow_scripts.train.ddp``) each rank takes a
     contiguous share of the windows and the sums are all-reduced.
     """
     # Logits are windows x context x vocabulary floats: capped so that a GPT-2-sized

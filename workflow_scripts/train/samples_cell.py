@@ -18,7 +18,7 @@ Loss: mean squared error for regression, cross-entropy (nats) for classification
 validation loss (and accuracy) is measured on the whole validation split at log-spaced
 steps, the test loss once at the end. A non-finite training loss ends the cell with status
 ``diverged`` (its metrics still written). Checkpoints and stop signals work as in
-workflow_scripts/train/token_cell.py: a stopped cell exits non-zero and its rerun resumes, ending with
+``workflow_scripts.train.token_cell``: a stopped cell exits non-zero and its rerun resumes, ending with
 the numbers of an uninterrupted run.
 """
 
@@ -44,7 +44,7 @@ from workflow_scripts.models.families import (
 from workflow_scripts.train.optim import final_losses, make_optimizer, set_lr, update
 from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.train.schedule import eval_steps
-from workflow_scripts.train.cell_config import CellFlags, _flag, parse_flags
+from workflow_scripts.train.cell_config import CellFlags, flag, parse_flags
 
 SPLITS = ("train", "val", "test")
 # Evaluation runs at most this many floats of the widest activation at a time (64 MiB in fp32).
@@ -56,19 +56,19 @@ CURVE_COLUMNS = ["step", "samples", "flops", "train_loss", "eval_loss", "lr", "e
 class SamplesConfig(CellFlags):
     """An mlp or cnn cell's flags: the shared ones (defaults of plain Adam at a constant rate) and its own."""
 
-    data: str = _flag("", "samples folder holding {train,val,test}.{x,y}.npy and .json meta")
-    family: str = _flag("mlp", "model family: mlp or cnn (workflow_scripts/models/families.py)")
-    n_layer: int = _flag(2, "hidden layers (mlp) or conv blocks (cnn)")
-    width: int = _flag(32, "hidden width (mlp) or channels of the first conv block, doubling per block (cnn)")
-    activation: str = _flag("relu", "activation: tanh, relu or gelu")
-    samples: int = _flag(1024, "sample budget D: the first D training samples of the seed's permutation")
-    batch_size: int = _flag(64, "samples per optimiser step; 0 means full batch (all D)")
-    lr: float = _flag(1e-3, "peak learning rate")
-    schedule: str = _flag("constant", "learning-rate schedule after warmup: constant, cosine or wsd")
-    warmup_frac: float = _flag(0.0, "fraction of the steps spent in linear warmup (when warmup-steps is 0)")
-    weight_decay: float = _flag(0.0, "AdamW decoupled weight decay on weight matrices and kernels; 0 is Adam")
-    beta2: float = _flag(0.999, "Adam beta2")
-    grad_clip: float = _flag(0.0, "gradient-norm clip; 0 disables")
+    data: str = flag("", "samples folder holding {train,val,test}.{x,y}.npy and .json meta")
+    family: str = flag("mlp", "model family: mlp or cnn (workflow_scripts.models.families)")
+    n_layer: int = flag(2, "hidden layers (mlp) or conv blocks (cnn)")
+    width: int = flag(32, "hidden width (mlp) or channels of the first conv block, doubling per block (cnn)")
+    activation: str = flag("relu", "activation: tanh, relu or gelu")
+    samples: int = flag(1024, "sample budget D: the first D training samples of the seed's permutation")
+    batch_size: int = flag(64, "samples per optimiser step; 0 means full batch (all D)")
+    lr: float = flag(1e-3, "peak learning rate")
+    schedule: str = flag("constant", "learning-rate schedule after warmup: constant, cosine or wsd")
+    warmup_frac: float = flag(0.0, "fraction of the steps spent in linear warmup (when warmup-steps is 0)")
+    weight_decay: float = flag(0.0, "AdamW decoupled weight decay on weight matrices and kernels; 0 is Adam")
+    beta2: float = flag(0.999, "Adam beta2")
+    grad_clip: float = flag(0.0, "gradient-norm clip; 0 disables")
 
     def batch(self) -> int:
         return self.samples if self.batch_size == 0 else min(self.batch_size, self.samples)

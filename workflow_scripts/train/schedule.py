@@ -1,5 +1,6 @@
 """The plan of a cell's steps: how many, the learning rate of each, where the
-validation loss is measured, which windows each reads, and (WSD) where it branches.
+validation loss is measured, which windows each reads, and (WSD) where it may branch
+(the branches themselves: ``workflow_scripts.train.branching``).
 
 Learning-rate schedules are pure functions of the step (nanoGPT's ``get_lr``, two shapes).
 
@@ -21,16 +22,9 @@ the same warmup: a longer run's stable phase is this cell's run up to there.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
-
-from workflow_scripts.train.checkpoint import Checkpointer, Progress
-
-if TYPE_CHECKING:
-    from workflow_scripts.train.token_cell import TrainConfig
 
 SCHEDULES = ("cosine", "wsd", "constant")
 
@@ -104,8 +98,10 @@ def eval_steps(total_steps: int, points: int) -> list[int]:
     return sorted({0, total_steps, *(int(round(s)) for s in logspaced)})
 
 
-def plan_steps(cfg: TrainConfig, available_tokens: int) -> int:
-    """Optimiser steps of the cell; fails before any training when the budget cannot be met."""
+def plan_steps(cfg, available_tokens: int) -> int:
+    """Optimiser steps of a token cell (``cfg``: its ``workflow_scripts.train.cell_config.TrainConfig``,
+    of which it reads tokens, context, epochs and batch_size); fails before any training when the
+    budget cannot be met."""
     if cfg.tokens + 1 > available_tokens:
         raise ValueError(
             f"token budget {cfg.tokens} exceeds the training split ({available_tokens} tokens) "
@@ -130,40 +126,3 @@ def window_order(n_windows: int, epochs: int, seed: int, stream_windows: int = 0
     rng = np.random.default_rng(seed)
     first = rng.permutation(max(stream_windows, n_windows))[:n_windows]
     return np.concatenate([first, *(first[rng.permutation(n_windows)] for _ in range(epochs - 1))])
-
-
-@dataclass
-class Track:
-    """A cell whose learning curve the loop records: the cell trained, or (stable phase) a branch of it."""
-
-    schedule: Schedule
-    evals: set[int]
-    curve: list[dict]
-    recent: list[float]
-    branch: Checkpointer | None = None  # stable phase: saves the branch where its cooldown starts
-
-    @property
-    def rows_until(self) -> int:  # a branch's rows from its cooldown on are the cell's own
-        return self.schedule.steps if self.branch is None else self.schedule.branch_step - 1
-
-
-def branch_tracks(cfg: TrainConfig, progress: Progress, available: int) -> list[Track]:
-    """The stable phase's branches: every budget of ``--branch-tokens``, the largest being ``--tokens``."""
-    budgets = sorted({int(t) for t in cfg.branch_tokens.split(",")})
-    if budgets[-1] != cfg.tokens:
-        raise ValueError(f"--branch-tokens {cfg.branch_tokens}: expected the largest to be --tokens {cfg.tokens}")
-    if cfg.schedule != "wsd" or cfg.warmup_steps < 1 or cfg.epochs != 1:
-        raise ValueError("a stable phase needs --schedule wsd, --warmup-steps > 0 and --epochs 1")
-    tracks = []
-    for tokens in budgets:
-        cell = replace(cfg, tokens=tokens, branch_tokens="", branch_dir="")
-        steps = plan_steps(cell, available)
-        saved = progress.branches.setdefault(str(tokens), {"curve": [], "recent": []})
-        branch = Checkpointer(branch_path(cfg.branch_dir, tokens), asdict(cell), every_s=0)
-        tracks.append(Track(cell.schedule_for(steps), set(eval_steps(steps, cfg.eval_points)),
-                            saved["curve"], saved["recent"], branch))
-    return tracks
-
-
-def branch_path(folder: str | Path, tokens: int) -> Path:
-    return Path(folder) / f"{tokens}.pt"

@@ -10,14 +10,14 @@ The training split is cut into windows of ``--context`` tokens, shuffled once
 per seed; the cell reads the first ``--tokens`` tokens of that stream (so every
 larger budget's data, in order, starts with every smaller one's) and makes
 ``--epochs`` passes over them with AdamW under the ``--schedule``
-(workflow_scripts/train/schedule.py).
+(``workflow_scripts.train.schedule``).
 
 Under WSD a cell may start from a branch checkpoint (``--branch-from``) written
 by its (model, seed)'s stable phase, a run of the largest budget's cell
 (``--tokens``) up to its cooldown with ``--branch-tokens`` listing every budget:
 the stable phase saves each budget's state where its cooldown starts, and that
 cell then trains only its cooldown, ending with the numbers of a cell trained
-alone.
+alone (``workflow_scripts.train.branching``).
 
 At the end it also measures the loss on fixed samples of the test split
 (``--test-tokens``) and of a transfer set (``--transfer-tokens``: another
@@ -27,7 +27,7 @@ loss follows the in-distribution loss with a roughly constant offset, which the
 learning curve's ``transfer_loss`` column lets one check.
 
 Started by torchrun (``python -m workflow_scripts.train.ddp``), it trains data-parallel
-with the numbers of a one-process run (workflow_scripts/train/ddp.py).
+with the numbers of a one-process run (``workflow_scripts.train.ddp``).
 
 The cell saves a checkpoint beside its metrics (every ``--checkpoint-every-s``
 seconds, at evaluation points, and on SIGTERM or SIGUSR1, after which it exits
@@ -48,22 +48,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workflow_scripts.train import ddp
-from workflow_scripts.train import gpu_slots
-from workflow_scripts.train import device as devices
-from workflow_scripts.train.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
-# Re-exported: batches and evaluation live in evaluation.py.
-from workflow_scripts.train.evaluation import eval_set, evaluate, get_batch  # noqa: F401
-from workflow_scripts.train.optim import final_losses, make_optimizer, set_lr, update
+from workflow_scripts.data.tokens import open_tokens
 from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.models.transformer import GPT, count_parameters, training_flops
-# Re-exported: the plan of a cell's steps lives in schedule.py.
-from workflow_scripts.train.schedule import (  # noqa: F401
-    Schedule, Track, branch_tracks, eval_steps, lr_at, make_schedule, plan_steps, window_order,
-)
-from workflow_scripts.data.tokens import open_tokens
-# Re-exported: the flags live in train_config.py.
-from workflow_scripts.train.cell_config import TrainConfig, parse_flags  # noqa: F401
+from workflow_scripts.train import ddp
+from workflow_scripts.train import device as devices
+from workflow_scripts.train import gpu_slots
+from workflow_scripts.train.branching import Track, branch_tracks
+from workflow_scripts.train.cell_config import TrainConfig, parse_flags
+from workflow_scripts.train.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
+from workflow_scripts.train.evaluation import eval_set, evaluate, get_batch
+from workflow_scripts.train.optim import final_losses, make_optimizer, set_lr, update
+from workflow_scripts.train.schedule import eval_steps, plan_steps, window_order
 
 CURVE_COLUMNS = ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss"]
 

@@ -1,0 +1,68 @@
+"""The training jobs of a validated config, each job's values computed once.
+
+Snakemake evaluates a rule's input, params and resources functions for every job (and
+some of them several times while it builds and schedules the DAG), so the rules
+(``rules/common.smk``) look a job's values up here. A job is named by its key: a cell's
+``(experiment, model, data, seed)`` or a WSD stable phase's ``(experiment, model, seed)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflow_scripts.plan.flags import cell_flags, stable_phase_flags
+from workflow_scripts.plan.grid import Cell, branch_groups, expand_grid
+from workflow_scripts.plan.inputs import branch_folder, samples_files, token_files
+from workflow_scripts.plan.resources import train_group, train_resources
+
+
+class TrainJobs:
+    """The cells of ``config`` (``workflow_scripts.plan.grid.expand_grid``), their stable phases,
+    and what each job reads, is started with and asks the scheduler for."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.cells = {cell.key: cell for cell in expand_grid(config)}
+        # WSD cells that start their cooldown from a stable phase shared by their (model, seed).
+        self.branches = branch_groups(config, list(self.cells.values()))
+        self._flags: dict[tuple, str] = {}
+        self._resources: dict[tuple, dict[str, Any]] = {}
+
+    def cell(self, key: tuple) -> Cell:
+        """A cell, or for a stable phase the largest cell of its branch group (whose run it is)."""
+        return self.cells[key] if len(key) == 4 else self.branches[key][-1]
+
+    def branched(self, cell: Cell) -> bool:
+        return cell.branch_key in self.branches
+
+    def inputs(self, key: tuple) -> dict[str, str] | list[str]:
+        """Token files (a branched cell also its stable phase's folder), or an mlp or cnn cell's samples."""
+        cell = self.cell(key)
+        exp = self.config["experiments"][cell.experiment]
+        if cell.on_samples:
+            return samples_files(exp)
+        files = token_files(exp)
+        if len(key) == 4 and self.branched(cell):
+            files["branches"] = branch_folder(cell)
+        return files
+
+    def flags(self, key: tuple) -> str:
+        """The cell flags of the job (``workflow_scripts.plan.flags``)."""
+        if key not in self._flags:
+            if len(key) == 4:
+                cell = self.cells[key]
+                self._flags[key] = cell_flags(self.config, cell, self.branched(cell))
+            else:
+                self._flags[key] = stable_phase_flags(self.config, self.branches[key])
+        return self._flags[key]
+
+    def resources(self, key: tuple, attempt: int) -> dict[str, Any]:
+        """Scheduler resources (``workflow_scripts.plan.resources.train_resources``); a stable phase
+        asks for what its largest cell would."""
+        if (key, attempt) not in self._resources:
+            self._resources[key, attempt] = train_resources(self.config, self.cell(key), attempt)
+        return self._resources[key, attempt]
+
+    def group(self, key: tuple) -> str | None:
+        """The cell's group (``workflow_scripts.plan.resources.train_group``); a stable phase runs alone."""
+        return train_group(self.config, self.cells[key]) if len(key) == 4 else None
