@@ -3,7 +3,7 @@
 import copy
 import re
 
-from conftest import write_config
+from tests.helpers import write_config
 from workflow_scripts.plan.config import validate_config
 from workflow_scripts.plan.flags import cell_flags, fit_flags, job_command, stable_phase_flags, train_arguments
 from workflow_scripts.plan.jobs import TrainJobs
