@@ -34,6 +34,9 @@ TRACKED_PACKAGES = (
 )
 
 
+# The note atomic_path adds to an error raised while writing: this prefix, then the destination.
+WRITING = "while writing "
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -46,17 +49,22 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps an extension for writers that infer the format from it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    # mkstemp creates owner-only files; outputs get the usual mode, e.g. for other users on a cluster.
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        os.close(fd)
+        # mkstemp creates owner-only files; outputs get the usual mode, e.g. for other users on a cluster.
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        tmp_path = Path(tmp)
         yield tmp_path
         os.replace(tmp_path, path)
+    except BaseException as error:
+        # Writers often fail without naming the file (a full disk mid-write): workflow_scripts.jobs reads this.
+        error.add_note(f"{WRITING}{path}")
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

@@ -1,0 +1,95 @@
+"""How a job's process ends: one line naming the path and the cause on failure, no teardown on success.
+
+A job's stderr is its Snakemake log (``> {log} 2>&1``), so a failure prints the
+full traceback there for a developer and then one last line for the user, e.g.
+``error: results/x/runs/.../metrics.json: no space left on device``. Outputs are
+written atomically (workflow_scripts.io.atomic_path), so a failed or interrupted
+job leaves nothing partial and its rerun resumes from the last checkpoint.
+
+On success the process ends with ``os._exit`` once stdout and stderr are
+flushed: every output file is closed and moved into place by then, and the
+interpreter's teardown (freeing torch's modules, 0.7-1.2 s per process, GUIDE
+sec. 5) would only delay the next job.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import traceback
+from typing import Callable, NoReturn
+
+from workflow_scripts.io import WRITING
+
+# Causes worded for users, by errno; others get os.strerror's wording.
+_CAUSES = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.ENOENT: "no such file or directory",
+    errno.EISDIR: "is a directory, expected a file",
+    errno.ENOTDIR: "a part of the path is not a directory",
+    errno.EIO: "input/output error (a failing disk or network file system)",
+}
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OSError behind ``error``: itself, or one it was raised from or during (torch's writers
+    turn a failed Python write into a RuntimeError whose context is the OSError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _written_path(error: BaseException) -> str | None:
+    """The destination of the atomic write (workflow_scripts.io.atomic_path) the error broke, if any."""
+    notes = [n for n in getattr(error, "__notes__", ()) if n.startswith(WRITING)]
+    return notes[0].removeprefix(WRITING) if notes else None
+
+
+def describe(error: BaseException) -> str:
+    """One line: ``error: <path>: <cause>`` for file-system errors, else the error's own first line."""
+    if isinstance(error, KeyboardInterrupt):
+        return ("error: interrupted (SIGINT, e.g. Ctrl-C): no output is left half-written; "
+                "run the job again to resume from its last checkpoint")
+    os_error = _os_error(error)
+    # The output being written, else the file the system named (e.g. an input that cannot be read).
+    path = _written_path(error) or (os_error.filename if os_error is not None else None)
+    if os_error is not None:
+        cause = _CAUSES.get(os_error.errno, os.strerror(os_error.errno).lower())
+        return f"error: {os.fspath(path) if path else '(path unknown)'}: {cause}"
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else type(error).__name__
+    if not isinstance(error, (ValueError, FileNotFoundError)):
+        message = f"{type(error).__name__}: {message}"  # unexpected: say what kind, for a bug report
+    return f"error: {path}: {message}" if path and path not in message else f"error: {message}"
+
+
+def finish() -> NoReturn:
+    """End a successful job now: flush what it printed, skip the interpreter's teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream has nothing left to lose
+            pass
+    os._exit(0)
+
+
+def run(main: Callable[[], object]) -> NoReturn:
+    """Run a job's ``main()`` as its process: on failure the traceback, then one line, on stderr
+    (exit 1, or 130 when interrupted); on success ``finish()``. ``sys.exit`` inside main passes through."""
+    try:
+        main()
+    except (Exception, KeyboardInterrupt) as error:
+        traceback.print_exc()
+        print(describe(error), file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1)
+    finish()
