@@ -34,8 +34,8 @@ TRACKED_PACKAGES = (
 )
 
 
-# The note atomic_path adds to an error raised while writing: this prefix, then the destination.
-WRITING = "while writing "
+# The attribute atomic_path gives an error raised while writing: the destination's path.
+WRITING = "atomic_write_destination"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -61,7 +61,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp_path, path)
     except BaseException as error:
         # Writers often fail without naming the file (a full disk mid-write): workflow_scripts.jobs reads this.
-        error.add_note(f"{WRITING}{path}")
+        if not hasattr(error, WRITING):
+            setattr(error, WRITING, os.fspath(path))
         raise
     finally:
         if tmp_path is not None and tmp_path.exists():

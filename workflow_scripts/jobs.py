@@ -51,8 +51,7 @@ def _os_error(error: BaseException) -> OSError | None:
 
 def _written_path(error: BaseException) -> str | None:
     """The destination of the atomic write (workflow_scripts.io.atomic_path) the error broke, if any."""
-    notes = [n for n in getattr(error, "__notes__", ()) if n.startswith(WRITING)]
-    return notes[0].removeprefix(WRITING) if notes else None
+    return getattr(error, WRITING, None)
 
 
 def describe(error: BaseException) -> str:
