@@ -147,3 +147,32 @@ def test_describe_names_the_cause_behind_a_wrapped_error(tmp_path):
     assert describe(wrapped) == f"error: {tmp_path / 'absent' / 'x.pt'}: no such file or directory"
     assert describe(KeyError("x")) == "error: KeyError: 'x'"
     assert describe(ValueError("bad value\nmore")) == "error: bad value"
+
+
+@pytest.mark.parametrize("module", ["token_cell", "samples_cell"])
+def test_a_tiny_cell_imports_no_dynamo_and_exits_without_the_teardown(token_files, tmp_path, module):
+    if module == "token_cell":
+        argv = cell(token_files, tmp_path)[3:]
+    else:
+        from workflow_scripts.data.samples import prepare_samples
+        from workflow_scripts.plan.config import validate_config
+
+        config = validate_config({"datasets": {"sine": {"generator": "sine", "samples": {"train": 64, "val": 32,
+                                                                                         "test": 32}}},
+                                  "experiments": {"e": {"dataset": "sine", "model": {"family": "mlp"},
+                                                        "models": [{"n_layer": 1, "width": 2}], "data_sizes": [64],
+                                                        "training": {"batch_size": 0}}}})
+        prepare_samples(config["datasets"]["sine"], tmp_path / "samples")
+        argv = ["--data", str(tmp_path / "samples"), "--family", "mlp", "--n-layer", "1", "--width", "2",
+                "--samples", "64", "--epochs", "5", "--batch-size", "0", "--metrics", str(tmp_path / "metrics.json"),
+                "--curve", str(tmp_path / "curve.csv")]
+    # An exit handler runs in the interpreter's teardown, which a finished job skips.
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: print('teardown ran', flush=True))\n"
+            f"sys.argv = ['{module}', *{argv!r}]\n"
+            f"runpy.run_module('workflow_scripts.train.{module}', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "metrics.json").exists() and "status=ok" in done.stdout
+    assert "teardown ran" not in done.stdout
+    assert "torch._dynamo" not in done.stderr  # -X importtime lists every module imported
