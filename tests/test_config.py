@@ -382,3 +382,13 @@ def test_snakemake_dry_run_stops_on_a_name_that_escapes_results(tiny_config, tmp
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("config error: experiments.'..': expected a name of ")
     assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()
+
+
+def test_the_decode_check_reads_a_bounded_start_and_a_character_cut_there_is_not_an_error(tmp_path):
+    from workflow_scripts.plan.inputs import undecodable
+
+    path = tmp_path / "t.txt"
+    path.write_bytes("aé".encode("utf-8") + b"\xff")  # a, then é's two bytes, then a bad byte
+    assert undecodable(path, limit=2) is None  # the first byte of é at the cut: maybe fine, not judged
+    assert undecodable(path, limit=3) is None
+    assert undecodable(path, limit=4) == "not UTF-8 text (invalid start byte at byte 3)"

@@ -19,9 +19,11 @@ from pathlib import Path
 BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".arrow": "arrow", ".csv": "csv"}
 FORMATS = ("auto", "text", "parquet", "json", "arrow", "csv")
 TEXT_ENCODING = "utf-8"
-# Text checked at validation, per file: all of a small file, the start of a big one (the preparation
-# step decodes every byte and names the offset of a bad one); validation runs at every Snakemake start.
+# Text decoded at validation, over all of a dataset's files: all of a small corpus, the start of each file
+# of a big one (at least 64 KiB each); the preparation step decodes every byte and names the offset of a
+# bad one. Validation runs at every Snakemake start, so it reads a bounded amount.
 DECODE_CHECK_BYTES = 32 << 20
+DECODE_CHECK_MIN_BYTES = 64 << 10
 
 
 def resolve_paths(path: str | list[str]) -> list[Path]:
@@ -74,11 +76,15 @@ def local_files_problem(spec: dict) -> str | None:
         fmt = file_format(paths, spec.get("format", "auto"))
     except (ValueError, OSError) as error:
         return str(error)
+    budget = DECODE_CHECK_BYTES
     for path in paths:
         try:
-            if path.stat().st_size == 0:
+            size = path.stat().st_size
+            if size == 0:
                 return f"file {str(path)!r} is empty: expected text or a table"
-            problem = undecodable(path) if fmt == "text" and not spec.get("image_column") else None
+            limit = max(budget, DECODE_CHECK_MIN_BYTES)
+            problem = undecodable(path, limit) if fmt == "text" and not spec.get("image_column") else None
+            budget = max(0, budget - size)
         except OSError as error:
             return f"file {str(path)!r}: {error.strerror.lower()}"
         if problem:
