@@ -176,3 +176,21 @@ def test_a_tiny_cell_imports_no_dynamo_and_exits_without_the_teardown(token_file
     assert (tmp_path / "metrics.json").exists() and "status=ok" in done.stdout
     assert "teardown ran" not in done.stdout
     assert "torch._dynamo" not in done.stderr  # -X importtime lists every module imported
+
+
+def test_a_failing_data_step_keeps_the_traceback_in_its_log_and_ends_in_one_line(tmp_path):
+    # What a script: adapter runs (workflow_scripts.data.adapters), here on a dataset path that is a folder.
+    code = ("import sys\n"
+            "from workflow_scripts.jobs import log_to\n"
+            "from workflow_scripts.data.sources import prepare_dataset\n"
+            f"with log_to({str(tmp_path / 'step.log')!r}):\n"
+            "    print('preparing')\n"
+            f"    prepare_dataset({{'source': 'local', 'path': {str(tmp_path)!r}}}, {str(tmp_path / 'out')!r})\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    expected = (f"error: dataset path {str(tmp_path)!r}: is a directory; expected a file or a glob of files "
+                "(e.g. data/*.txt)")
+    assert done.stderr.strip() == expected and done.stdout == ""
+    log = (tmp_path / "step.log").read_text().strip().splitlines()
+    assert log[0] == "preparing" and "Traceback (most recent call last):" in log and log[-1] == expected
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,8 @@
 """How a job's process ends: one line naming the path and the cause on failure, no teardown on success.
 
+``run`` is the end of the training entry points (``python -m ...``), ``log_to`` that of the
+data stage's ``script:`` adapters (workflow_scripts.data.adapters).
+
 A job's stderr is its Snakemake log (``> {log} 2>&1``), so a failure prints the
 full traceback there for a developer and then one last line for the user, e.g.
 ``error: results/x/runs/.../metrics.json: no space left on device``. Outputs are
@@ -14,11 +17,12 @@ sec. 5) would only delay the next job.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
 import traceback
-from typing import Callable, NoReturn
+from typing import Callable, Iterator, NoReturn
 
 from workflow_scripts.io import WRITING
 
@@ -92,3 +96,20 @@ def run(main: Callable[[], object]) -> NoReturn:
         print(describe(error), file=sys.stderr, flush=True)
         sys.exit(INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1)
     finish()
+
+
+@contextlib.contextmanager
+def log_to(path: str | os.PathLike) -> Iterator[None]:
+    """A ``script:`` step's output and any traceback in its Snakemake log; a failure ends the step
+    with one line, the log's last and the step's own stderr's, and exit status 1 (130 interrupted)."""
+    failure = None
+    with open(path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            yield
+        except (Exception, KeyboardInterrupt) as error:
+            traceback.print_exc()
+            failure = (describe(error), INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1)
+            print(failure[0], file=sys.stderr, flush=True)
+    if failure is not None:
+        print(failure[0], file=sys.stderr, flush=True)
+        sys.exit(failure[1])
