@@ -194,3 +194,15 @@ def test_a_failing_data_step_keeps_the_traceback_in_its_log_and_ends_in_one_line
     log = (tmp_path / "step.log").read_text().strip().splitlines()
     assert log[0] == "preparing" and "Traceback (most recent call last):" in log and log[-1] == expected
     assert not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_token_meta_stops_the_cell_in_one_line_naming_it(token_files, tmp_path):
+    corrupt = tmp_path / "tokens"
+    corrupt.mkdir()
+    for name in ("train.bin", "val.bin", "val.json"):
+        (corrupt / name).write_bytes((token_files / name).read_bytes())
+    (corrupt / "train.json").write_text((token_files / "train.json").read_text()[:100])  # truncated
+    failed = subprocess.run(cell(corrupt, tmp_path), capture_output=True, text=True)
+    assert failed.returncode != 0 and len(failed.stderr.strip().splitlines()) == 1
+    assert failed.stderr.startswith(f"error: {corrupt / 'train.json'}: not valid JSON (")
+    assert "the file is corrupt or truncated" in failed.stderr

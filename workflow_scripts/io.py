@@ -97,8 +97,13 @@ def _json_default(value: Any) -> Any:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The file's JSON; a corrupt or truncated file is a ValueError naming it (json's own error does not)."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
+            raise ValueError(f"{os.fspath(path)}: not valid JSON ({error}): the file is corrupt or truncated; "
+                             "delete it to have it made again") from None
 
 
 def git_revision(repo_dir: str | os.PathLike | None = None) -> str | None:
