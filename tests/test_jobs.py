@@ -206,3 +206,15 @@ def test_a_corrupt_token_meta_stops_the_cell_in_one_line_naming_it(token_files, 
     assert failed.returncode != 0 and len(failed.stderr.strip().splitlines()) == 1
     assert failed.stderr.startswith(f"error: {corrupt / 'train.json'}: not valid JSON (")
     assert "the file is corrupt or truncated" in failed.stderr
+
+
+def test_a_full_disk_under_torch_save_names_the_checkpoint_and_the_space_left(token_files, mount):
+    # torch.save to a path raises a RuntimeError that hides the system's ENOSPC: the line says what is left.
+    out = mount("size=256k")
+    fill(out)
+    failed = subprocess.run(cell(token_files, out), capture_output=True, text=True)
+    assert failed.returncode == 1
+    line = last_line(failed.stderr)
+    assert line.startswith(f"error: {out / 'metrics.checkpoint.pt'}: RuntimeError: ")
+    assert line.endswith(" bytes free on its file system)") and len(failed.stderr.strip().splitlines()) > 1
+    assert sorted(p.name for p in out.iterdir()) == ["filler"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sys
 import traceback
 from typing import Callable, Iterator, NoReturn
@@ -71,9 +72,24 @@ def describe(error: BaseException) -> str:
         return f"error: {os.fspath(path) if path else '(path unknown)'}: {cause}"
     lines = str(error).strip().splitlines()
     message = lines[0] if lines else type(error).__name__
-    if not isinstance(error, (ValueError, FileNotFoundError)):
+    ours = isinstance(error, (ValueError, FileNotFoundError))  # the project's own one-line errors
+    if not ours:
         message = f"{type(error).__name__}: {message}"  # unexpected: say what kind, for a bug report
+    if path and not ours:
+        # A writer that hides the system's error (torch.save to a path): the space left is the likely cause.
+        message += f" ({_free_space(path)} free on its file system)"
     return f"error: {path}: {message}" if path and path not in message else f"error: {message}"
+
+
+def _free_space(path: str) -> str:
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return "unknown space"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if free >= size:
+            return f"{free / size:.1f} {unit}"
+    return f"{free} bytes"
 
 
 def finish() -> NoReturn:
