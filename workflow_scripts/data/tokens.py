@@ -221,30 +221,33 @@ _VERIFIED: dict[tuple, dict] = {}
 _VERIFY_CHUNK = 16 << 20  # bytes read per step: large enough that hashing, not Python, is the cost
 
 
-def verify_tokens(bin_path: str | os.PathLike, meta: dict) -> dict:
+def verify_tokens(bin_path: str | os.PathLike, meta: dict, cached: bool = True) -> dict:
     """Check a token file's content against its meta: the SHA-256 of every byte, and every id
     below the meta's vocabulary (an id past it would index outside the embedding).
 
     Raises ValueError with one line naming the file and what differs. Returns what was verified
-    (for the provenance of a cell), computed once per file per process: 0.6-0.7 GB/s measured on
-    the shared 2-core machine (SHA-256 alone 0.9 GB/s; the id range is checked in a second thread).
+    (for the provenance of a cell), computed once per file per process at about the speed of
+    SHA-256 alone (benchmarks/token_verify_speed.py). ``cached=False`` checks the file again.
     """
     path = Path(bin_path)
     stat = path.stat()
     key = (os.fspath(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    if key in _VERIFIED:
+    if cached and key in _VERIFIED:
         return _VERIFIED[key]
     started = time.perf_counter()
     dtype = np.dtype(meta["dtype"]).newbyteorder("<")
-    digest, largest, buffer = hashlib.sha256(), -1, bytearray(min(_VERIFY_CHUNK, max(stat.st_size, 1)))
-    # numpy's reduction and hashlib's update both release the GIL: the range check of a chunk
-    # runs in a second thread beside the hash of the same chunk.
+    digest, largest = hashlib.sha256(), -1
+    buffers = [bytearray(min(_VERIFY_CHUNK, max(stat.st_size, 1))) for _ in range(2)]
+    # The next chunk is read in a second thread while this one is hashed and its largest id found:
+    # file reads, hashlib's update and numpy's max all release the GIL.
     with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1) as pool:
-        while view := memoryview(buffer)[: f.readinto(buffer)]:
-            ids = np.frombuffer(view[: len(view) // dtype.itemsize * dtype.itemsize], dtype=dtype)
-            chunk_max = pool.submit(_max_id, ids)
+        pending, i = pool.submit(f.readinto, buffers[0]), 0
+        while count := pending.result():
+            view = memoryview(buffers[i % 2])[:count]
+            pending = pool.submit(f.readinto, buffers[(i + 1) % 2])
             digest.update(view)
-            largest = max(largest, chunk_max.result())
+            largest = max(largest, _max_id(np.frombuffer(view[: count - count % dtype.itemsize], dtype=dtype)))
+            i += 1
     vocab = int(meta["vocab_size"])
     if largest >= vocab:
         raise ValueError(f"token file {os.fspath(path)!r} holds id {largest}, outside the vocabulary of "
