@@ -54,10 +54,14 @@ for line in grid_warnings(config):
     print(line, file=sys.stderr)
 
 
+# Names validated by the same pattern (workflow_scripts.plan.names): no `.`, `..` or `/`, so none leaves results/.
+from workflow_scripts.plan.names import NAME_PATTERN
+
+
 wildcard_constraints:
-    experiment="[A-Za-z0-9_.-]+",
-    dataset="[A-Za-z0-9_.-]+",
-    tokenizer="[A-Za-z0-9_.-]+",
+    experiment=NAME_PATTERN,
+    dataset=NAME_PATTERN,
+    tokenizer=NAME_PATTERN,
     split="train|val|test",
     model=r"L\d+-d\d+-h\d+|(mlp|cnn)-L\d+-w\d+",
     data=r"D\d+|C\d+(\.\d+)?e-?\d+",

@@ -225,3 +225,172 @@ def test_wsd_cells_of_a_model_and_seed_form_one_branch_group(tiny_config):
     assert "branch" not in args  # a workflow setting, not a training flag
     tiny_config["experiments"]["tiny"]["training"]["branch"] = False
     assert branch_groups(validate_config(tiny_config), cells) == {}
+
+
+# Issue 15: names that stay under results/, finite numbers, bounds, repeated entries, files checked at validation.
+
+@pytest.mark.parametrize("table, name", [("experiments", ".."), ("experiments", "."), ("experiments", "a/b"),
+                                          ("datasets", "my data"), ("tokenizers", ".."), ("tokenizers", "-x"),
+                                          ("experiments", "x" * 101), ("datasets", "$(rm)")])
+def test_a_name_that_could_leave_results_is_one_line_naming_it_and_the_allowed_characters(tiny_config, table,
+                                                                                          name):
+    original = {"experiments": "tiny", "datasets": "synthetic", "tokenizers": "char"}[table]
+    tiny_config[table][name] = tiny_config[table].pop(original)
+    if table != "experiments":  # keep the references right, so that only the name is wrong
+        tiny_config["experiments"]["tiny"][table.removesuffix("s")] = name
+    with pytest.raises(ConfigError) as error:
+        validate_config(tiny_config)
+    assert str(error.value) == (f"config error: {table}.{name!r}: expected a name of 1-100 of A-Z a-z 0-9 _ . -, "
+                                "starting with a letter or digit (it names a folder under results/)")
+
+
+def test_the_wildcards_take_the_validated_name_pattern():
+    import re
+
+    from workflow_scripts.plan.names import NAME_PATTERN, name_problem
+
+    common = (REPO / "rules" / "common.smk").read_text()
+    block = common[common.index("wildcard_constraints:"):].split("\n\n")[0]
+    for wildcard in ("experiment", "dataset", "tokenizer"):
+        assert f"    {wildcard}=NAME_PATTERN," in block
+    for name in ("wt103_model", "chinchilla-small", "v1.2", "A"):
+        assert name_problem(name) is None and re.fullmatch(NAME_PATTERN, name)
+    for name in ("..", ".", ".hidden", "a/b", "", "a b"):
+        assert name_problem(name) and not re.fullmatch(NAME_PATTERN, name)
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["experiments"]["tiny"]["training"].update(lr=float("nan")), "experiments.tiny.training.lr = nan"),
+    (lambda c: c["experiments"]["tiny"]["training"].update(lr=float("inf")), "experiments.tiny.training.lr = inf"),
+    (lambda c: c["experiments"]["tiny"]["models"][0].update(lr=float("nan")), "experiments.tiny.models.0.lr = nan"),
+    (lambda c: c["datasets"]["synthetic"]["hmm"].update(zipf_exponent=float("inf")),
+     "datasets.synthetic.hmm.zipf_exponent = inf"),
+    (lambda c: c["experiments"]["tiny"]["training"].update(weight_decay=float("inf")),
+     "experiments.tiny.training.weight_decay = inf"),
+])
+def test_nan_and_infinities_are_rejected_everywhere_in_one_line(tiny_config, edit, key):
+    edit(tiny_config)
+    with pytest.raises(ConfigError) as error:
+        validate_config(tiny_config)
+    assert str(error.value) == f"config error: {key}: expected a finite number"
+
+
+def test_an_infinite_budget_or_a_negative_infinity_meets_the_schemas_bound_first(tiny_config):
+    tiny_config["experiments"]["tiny"].update(data_sizes=[], compute_budgets=[float("inf")])
+    with pytest.raises(ConfigError, match=r"^config error: experiments.tiny.compute_budgets.0 = Infinity: "
+                                          r"expected <= 1e\+30$"):
+        validate_config(tiny_config)
+    tiny_config["experiments"]["tiny"].update(data_sizes=[4096], compute_budgets=[])
+    tiny_config["experiments"]["tiny"]["training"]["grad_clip"] = float("-inf")
+    with pytest.raises(ConfigError, match=r"^config error: experiments.tiny.training.grad_clip = -Infinity: "
+                                          r"expected >= 0$"):
+        validate_config(tiny_config)
+
+
+def test_the_same_nan_from_yaml_stops_the_config_file(tiny_config, tmp_path):
+    path = write_config(tmp_path / "c.yaml", tiny_config)
+    path.write_text(path.read_text().replace("eval_points: 4", "eval_points: 4\n      lr: .nan"))
+    with pytest.raises(ConfigError, match=r"experiments.tiny.training.lr = nan: expected a finite number"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["tokenizers"].update(char={"kind": "bpe", "vocab_size": 10**9}),
+     "tokenizers.char.vocab_size = 1000000000: expected <= 1048576"),
+    (lambda c: c["experiments"]["tiny"]["model"].update(context=10**7),
+     "experiments.tiny.model.context = 10000000: expected <= 131072"),
+    (lambda c: c["experiments"]["tiny"]["models"][0].update(d_model=10**6, n_head=1),
+     "experiments.tiny.models.0.d_model = 1000000: expected <= 32768"),
+    (lambda c: c["datasets"]["synthetic"]["symbols"].update(train=10**12),
+     "datasets.synthetic.symbols.train = 1000000000000: expected <= 4294967296"),
+    # Sizes a sweep generates get the same bounds as sizes written out.
+    (lambda c: c["experiments"]["tiny"].update(size_sweep={"base": {"n_layer": 1, "d_model": 8, "n_head": 2},
+                                                           "scale": "d_model", "factor": 16, "count": 5}),
+     "experiments.tiny.models.6.d_model = 524288: expected <= 32768"),
+])
+def test_sizes_a_machine_cannot_hold_are_one_line(tiny_config, edit, message):
+    edit(tiny_config)
+    with pytest.raises(ConfigError) as error:
+        validate_config(tiny_config)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda e: e["models"].append({"n_layer": 1, "d_model": 8, "n_head": 2, "lr": 0.01}),
+     'experiments.tiny.models.3 = {"n_layer": 1, "d_model": 8, "n_head": 2, "lr": 0.01}: the shape L1-d8-h2 of '
+     'models.0 = {"n_layer": 1, "d_model": 8, "n_head": 2, "lr": null} again: expected each shape once'),
+    (lambda e: e.update(data_sizes=[4096, 16384, 4096]),
+     "experiments.tiny.data_sizes = [4096, 16384, 4096]: expected distinct entries (4096 repeated; each is one cell)"),
+    (lambda e: e.update(seeds=[0, 1, 1]), "experiments.tiny.seeds = [0, 1, 1]: expected distinct entries (1 repeated"),
+])
+def test_repeated_shapes_data_sizes_and_seeds_are_one_line_not_a_silent_merge(tiny_config, edit, message):
+    edit(tiny_config["experiments"]["tiny"])
+    with pytest.raises(ConfigError) as error:
+        validate_config(tiny_config)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def _local(tiny_config, path):
+    tiny_config["datasets"]["synthetic"] = {"source": "local", "path": path}
+    tiny_config["experiments"]["tiny"]["data_sizes"] = [256]
+    return tiny_config
+
+
+def _file(path, data: bytes):
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda d: str(d / "absent.txt"), "no such file (or the glob matched none)"),
+    (lambda d: str(d / "*.md"), "no such file (or the glob matched none)"),
+    (lambda d: str(d), "is a directory; expected a file or a glob of files"),
+    (lambda d: _file(d / "empty.txt", b""), "is empty: expected text or a table"),
+    (lambda d: _file(d / "latin1.txt", "caf\xe9\n".encode("latin-1")), "not UTF-8 text (invalid continuation byte at byte 3)"),
+    (lambda d: [str(d / "a.txt"), _file(d / "b.txt", b"\xff\xfe")], "b.txt': not UTF-8 text (invalid start byte at byte 0)"),
+])
+def test_local_files_are_checked_at_validation(tiny_config, tmp_path, make, problem):
+    (tmp_path / "a.txt").write_text("some text\n" * 100)
+    path = make(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        validate_config(_local(tiny_config, path))
+    message = str(error.value)
+    assert message.startswith("config error: datasets.synthetic.path = ") and problem in message
+    assert "\n" not in message
+
+
+def test_good_local_files_and_globs_pass(tiny_config, tmp_path):
+    (tmp_path / "a.txt").write_text("some text\n" * 100)
+    (tmp_path / "b.txt").write_text("caf\u00e9 " * 10)  # UTF-8 beyond ASCII
+    validate_config(_local(tiny_config, str(tmp_path / "*.txt")))
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda d: str(d / "absent.json"), "no such file: expected a tokenizer.json file"),
+    (lambda d: (d / "t.json").mkdir() or str(d / "t.json"), "is a directory: expected a tokenizer.json file"),
+    (lambda d: (d / "t.json").write_text("") or str(d / "t.json"), "the file is empty"),
+])
+def test_a_pretrained_tokenizer_file_is_checked_at_validation(tiny_config, tmp_path, make, problem):
+    tiny_config["tokenizers"]["char"] = {"kind": "pretrained", "path": make(tmp_path)}
+    with pytest.raises(ConfigError) as error:
+        validate_config(tiny_config)
+    assert str(error.value).startswith("config error: tokenizers.char.path = ") and problem in str(error.value)
+
+
+def test_snakemake_dry_run_stops_on_a_name_that_escapes_results(tiny_config, tmp_path, run_snakemake):
+    tiny_config["experiments"][".."] = tiny_config["experiments"].pop("tiny")
+    config = write_config(tmp_path / "bad.yaml", tiny_config)
+    result = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("config error: experiments.'..': expected a name of ")
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()
+
+
+def test_the_decode_check_reads_a_bounded_start_and_a_character_cut_there_is_not_an_error(tmp_path):
+    from workflow_scripts.plan.local_files import undecodable
+
+    path = tmp_path / "t.txt"
+    path.write_bytes("aé".encode("utf-8") + b"\xff")  # a, then é's two bytes, then a bad byte
+    assert undecodable(path, limit=2) is None  # the first byte of é at the cut: maybe fine, not judged
+    assert undecodable(path, limit=3) is None
+    assert undecodable(path, limit=4) == "not UTF-8 text (invalid start byte at byte 3)"

@@ -179,9 +179,10 @@ SHA = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
             {},
             'datasets.d.format = "xml": expected one of',
         ),
-        ({"source": "local", "path": "a.txt"}, {"kind": "pretrained"}, 'tokenizers.t.path = "": expected'),
+        # A text file that exists (this one), so that only the tokenizer is wrong.
+        ({"source": "local", "path": __file__}, {"kind": "pretrained"}, 'tokenizers.t.path = "": expected'),
         (
-            {"source": "local", "path": "a.txt"},
+            {"source": "local", "path": __file__},
             {"kind": "pretrained", "path": "gpt2"},
             'tokenizers.t.revision = "": expected a commit hash or tag for the hub id',
         ),

@@ -1,5 +1,6 @@
 import hashlib
 import math
+import os
 import random
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from workflow_scripts.io import read_json
 from workflow_scripts.data.sources import prepare_dataset
 from workflow_scripts.data.tokenizer import load_tokenizer, train_tokenizer
-from workflow_scripts.data.tokens import open_tokens, token_dtype, tokenize_split
+from workflow_scripts.data.tokens import open_tokens, token_dtype, tokenize_split, verified_tokens, verify_tokens
 
 # Pieces that stress chunk boundaries: whitespace runs before and after
 # newlines, CRLF, tabs, non-breaking and line-separator spaces, contractions.
@@ -195,3 +196,45 @@ def test_the_largest_id_picks_the_dtype(tmp_path):
     meta = tokenize_split(tmp_path / "tok.json", tmp_path / "t.txt", tmp_path / "t.bin", tmp_path / "t.json")
     assert meta["dtype"] == "uint32" and meta["vocab_size"] == 70001
     assert open_tokens(tmp_path / "t.bin").tolist() == [70000]
+
+
+def _token_file(tmp_path, tokenizers, name="val"):
+    path = tmp_path / f"{name}.txt"
+    path.write_text(messy_text(3000, seed=5), encoding="utf-8")
+    return tokenize_split(tokenizers["char"], path, tmp_path / f"{name}.bin", tmp_path / f"{name}.json")
+
+
+def test_a_token_file_changed_in_place_with_its_size_kept_fails_naming_it(tmp_path, tokenizers):
+    meta = _token_file(tmp_path, tokenizers)
+    ids = np.fromfile(tmp_path / "val.bin", dtype="<u2")
+    np.random.default_rng(0).permutation(ids).tofile(tmp_path / "val.bin")  # same ids, same size, other order
+    with pytest.raises(ValueError) as error:
+        open_tokens(tmp_path / "val.bin")
+    message = str(error.value)
+    assert "val.bin" in message and meta["sha256"] in message and "\n" not in message
+    assert "changed after tokenization" in message
+
+
+def test_ids_outside_the_vocabulary_fail_before_the_hash_is_compared(tmp_path, tokenizers):
+    meta = _token_file(tmp_path, tokenizers)
+    n = (tmp_path / "val.bin").stat().st_size
+    np.random.default_rng(1).integers(0, 2**16, n // 2, dtype="<u2").tofile(tmp_path / "val.bin")  # random bytes
+    with pytest.raises(ValueError, match=rf"val.bin'? holds id \d+, outside the vocabulary of {meta['vocab_size']}"):
+        open_tokens(tmp_path / "val.bin")
+
+
+def test_verification_runs_once_per_file_is_recorded_and_sees_a_later_change(tmp_path, tokenizers):
+    meta = _token_file(tmp_path, tokenizers)
+    record = verify_tokens(tmp_path / "val.bin", meta)
+    assert record["sha256"] == meta["sha256"] and record["bytes"] == 2 * meta["n_tokens"]
+    assert record["max_id"] < meta["vocab_size"] == record["vocab_size"]
+    assert verify_tokens(tmp_path / "val.bin", meta) is record  # the same file again: not re-read
+    assert record in verified_tokens()
+    ids = np.fromfile(tmp_path / "val.bin", dtype="<u2")
+    ids[[0, 1]] = ids[[1, 0]] if ids[0] != ids[1] else (ids[0], (ids[1] + 1) % meta["vocab_size"])
+    ids.tofile(tmp_path / "val.bin")  # a rewrite: a new modification time, so checked again
+    stat = (tmp_path / "val.bin").stat()  # (a clock tick later than the first write, on any file system)
+    os.utime(tmp_path / "val.bin", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(ValueError, match="sha256"):
+        verify_tokens(tmp_path / "val.bin", meta)
+    assert open_tokens(tmp_path / "val.bin", verify=False)[0] == ids[0]  # the unchecked path still maps it

@@ -34,6 +34,9 @@ TRACKED_PACKAGES = (
 )
 
 
+# The attribute atomic_path gives an error raised while writing: the destination's path.
+WRITING = "atomic_write_destination"
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -46,17 +49,23 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps an extension for writers that infer the format from it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    # mkstemp creates owner-only files; outputs get the usual mode, e.g. for other users on a cluster.
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        os.close(fd)
+        # mkstemp creates owner-only files; outputs get the usual mode, e.g. for other users on a cluster.
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        tmp_path = Path(tmp)
         yield tmp_path
         os.replace(tmp_path, path)
+    except BaseException as error:
+        # Writers often fail without naming the file (a full disk mid-write): workflow_scripts.jobs reads this.
+        if not hasattr(error, WRITING):
+            setattr(error, WRITING, os.fspath(path))
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -88,8 +97,13 @@ def _json_default(value: Any) -> Any:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The file's JSON; a corrupt or truncated file is a ValueError naming it (json's own error does not)."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
+            raise ValueError(f"{os.fspath(path)}: not valid JSON ({error}): the file is corrupt or truncated; "
+                             "delete it to have it made again") from None
 
 
 def git_revision(repo_dir: str | os.PathLike | None = None) -> str | None:

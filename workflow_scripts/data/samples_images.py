@@ -20,6 +20,7 @@ from numpy.lib.format import open_memmap
 from workflow_scripts.data import samples
 from workflow_scripts.data import sources
 from workflow_scripts.data import structured
+from workflow_scripts.plan import local_files
 
 IMAGE_SHAPE = (28, 28)
 _BATCH_ROWS = 1024
@@ -92,8 +93,8 @@ def _open_tables(spec: dict, hint: str) -> tuple[dict[str, tuple[Any, int, int]]
     """Each split as (table, first row, end row), and a record of what was read."""
     source = spec.get("source")
     if source == "local":
-        paths = sources.resolve_paths(spec.get("path", ""))
-        fmt = structured.file_format(paths, spec.get("format", "auto"))
+        paths = local_files.resolve_paths(spec.get("path", ""))
+        fmt = local_files.file_format(paths, spec.get("format", "auto"))
         if fmt == "text":
             raise ValueError(
                 f"dataset path = {spec.get('path')!r}: text files with image_column "

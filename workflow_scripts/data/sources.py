@@ -10,7 +10,6 @@ sizes, the optimal loss where the source knows it, provenance) into one folder.
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +22,7 @@ from workflow_scripts.data import structured
 from workflow_scripts.data import synthetic
 from workflow_scripts.plan.inputs import DOWNLOAD_DIR, download_path
 from workflow_scripts.io import atomic_write_json, atomic_write_text, provenance
+from workflow_scripts.plan import local_files
 
 SPLITS = ("train", "val", "test")
 SOURCES = ("generator", "local", "url", "hf")
@@ -43,7 +43,7 @@ def prepare_dataset(
             raise ValueError(f"dataset generator = {generator!r}: expected one of {list(GENERATORS)}")
         texts, record = _hmm_language(spec)
     elif source == "local":
-        texts, record = _files(spec, resolve_paths(spec.get("path", "")))
+        texts, record = _files(spec, local_files.resolve_paths(spec.get("path", "")))
     elif source == "url":
         url, sha256 = spec.get("url", ""), spec.get("sha256", "")
         path = download.fetch(url, sha256, download_path(url, sha256, download_dir))
@@ -110,21 +110,6 @@ def _entropy(p: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def resolve_paths(path: str | list[str]) -> list[Path]:
-    patterns = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    if not patterns or any(not str(p) for p in patterns):
-        raise ValueError(f"dataset path = {path!r}: expected a file, a glob, or a list of them")
-    found: set[str] = set()
-    for pattern in patterns:
-        matches = [m for m in glob.glob(os.fspath(pattern)) if os.path.isfile(m)]
-        if not matches:
-            raise FileNotFoundError(
-                f"dataset path {os.fspath(pattern)!r}: no such file (or the glob matched none)"
-            )
-        found.update(matches)
-    return [Path(p) for p in sorted(found)]
-
-
 def _line_start(text: str, cut: int) -> int:
     """``cut`` moved forward to the start of the next line, if the text has one."""
     if cut <= 0 or cut >= len(text) or text[cut - 1] == "\n":
@@ -135,7 +120,7 @@ def _line_start(text: str, cut: int) -> int:
 
 def _files(spec: dict, paths: list[Path]) -> tuple[dict[str, str], dict[str, Any]]:
     """Local or downloaded files: plain text, or a table's text column; one corpus to split."""
-    fmt = structured.file_format(paths, spec.get("format", "auto"))
+    fmt = local_files.file_format(paths, spec.get("format", "auto"))
     if fmt == "text":
         text, read = _read_text(paths), None
     else:

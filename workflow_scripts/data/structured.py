@@ -12,24 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Extensions read as tables; any other file is read as plain UTF-8 text.
-BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".arrow": "arrow", ".csv": "csv"}
-FORMATS = ("auto", "text", "parquet", "json", "arrow", "csv")
 _BATCH_ROWS = 1024
-
-
-def file_format(paths: list[Path], fmt: str = "auto") -> str:
-    """``text`` or the ``datasets`` builder that reads ``paths``; ``auto`` goes by extension."""
-    if fmt not in FORMATS:
-        raise ValueError(f"dataset format = {fmt!r}: expected one of {list(FORMATS)}")
-    if fmt != "auto":
-        return fmt
-    kinds = {BUILDERS.get(p.suffix.lower(), "text") for p in paths}
-    if len(kinds) > 1:
-        raise ValueError(
-            f"dataset path: files of formats {sorted(kinds)} mixed: expected one format (or set format)"
-        )
-    return kinds.pop()
 
 
 def read_files(spec: dict, paths: list[Path], builder: str) -> tuple[str, dict[str, Any]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -178,8 +180,13 @@ def _optimal_loss_per_token(source: dict, split: str, n_tokens: int, n_unk: int)
     return float(total) / n_tokens
 
 
-def open_tokens(bin_path: str | os.PathLike, meta_path: str | os.PathLike | None = None) -> np.memmap:
-    """The token file mapped read-only (never loaded whole), dtype and length from its meta."""
+def open_tokens(bin_path: str | os.PathLike, meta_path: str | os.PathLike | None = None,
+                verify: bool = True) -> np.memmap:
+    """The token file mapped read-only (never loaded whole), dtype and length from its meta.
+
+    With ``verify`` its content is first checked against the meta (``verify_tokens``), once per
+    file per process: a file changed in place since it was tokenized fails here, in one line.
+    """
     bin_path = Path(bin_path)
     meta_path = Path(meta_path) if meta_path is not None else bin_path.with_suffix(".json")
     if not bin_path.is_file():
@@ -204,4 +211,61 @@ def open_tokens(bin_path: str | os.PathLike, meta_path: str | os.PathLike | None
             f"token file {str(bin_path)!r} has {size} bytes: "
             f"expected {n_tokens} × {dtype.itemsize} from its meta"
         )
+    if verify:
+        verify_tokens(bin_path, meta)
     return np.memmap(bin_path, dtype=dtype, mode="r", shape=(n_tokens,))
+
+
+# Files verified by this process, by (path, inode, size, mtime): what verify_tokens found.
+_VERIFIED: dict[tuple, dict] = {}
+_VERIFY_CHUNK = 16 << 20  # bytes read per step: large enough that hashing, not Python, is the cost
+
+
+def verify_tokens(bin_path: str | os.PathLike, meta: dict, cached: bool = True) -> dict:
+    """Check a token file's content against its meta: the SHA-256 of every byte, and every id
+    below the meta's vocabulary (an id past it would index outside the embedding).
+
+    Raises ValueError with one line naming the file and what differs. Returns what was verified
+    (for the provenance of a cell), computed once per file per process at about the speed of
+    SHA-256 alone (benchmarks/token_verify_speed.py). ``cached=False`` checks the file again.
+    """
+    path = Path(bin_path)
+    stat = path.stat()
+    key = (os.fspath(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if cached and key in _VERIFIED:
+        return _VERIFIED[key]
+    started = time.perf_counter()
+    dtype = np.dtype(meta["dtype"]).newbyteorder("<")
+    digest, largest = hashlib.sha256(), -1
+    buffers = [bytearray(min(_VERIFY_CHUNK, max(stat.st_size, 1))) for _ in range(2)]
+    # The next chunk is read in a second thread while this one is hashed and its largest id found:
+    # file reads, hashlib's update and numpy's max all release the GIL.
+    with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1) as pool:
+        pending, i = pool.submit(f.readinto, buffers[0]), 0
+        while count := pending.result():
+            view = memoryview(buffers[i % 2])[:count]
+            pending = pool.submit(f.readinto, buffers[(i + 1) % 2])
+            digest.update(view)
+            largest = max(largest, _max_id(np.frombuffer(view[: count - count % dtype.itemsize], dtype=dtype)))
+            i += 1
+    vocab = int(meta["vocab_size"])
+    if largest >= vocab:
+        raise ValueError(f"token file {os.fspath(path)!r} holds id {largest}, outside the vocabulary of "
+                         f"{vocab} in its meta: the file is corrupt; delete it and its .json to tokenize again")
+    found = digest.hexdigest()
+    if found != meta.get("sha256"):
+        raise ValueError(f"token file {os.fspath(path)!r} has sha256 {found}, its meta {meta.get('sha256')}: "
+                         "it changed after tokenization; delete it and its .json to tokenize again")
+    seconds = time.perf_counter() - started
+    _VERIFIED[key] = {"path": os.fspath(path), "bytes": stat.st_size, "sha256": found, "max_id": largest,
+                      "vocab_size": vocab, "seconds": round(seconds, 4)}
+    return _VERIFIED[key]
+
+
+def _max_id(ids: np.ndarray) -> int:
+    return int(ids.max()) if ids.size else -1
+
+
+def verified_tokens() -> list[dict]:
+    """What verify_tokens checked in this process, one record per file, for a cell's provenance."""
+    return list(_VERIFIED.values())

@@ -11,12 +11,14 @@ keys each model family needs, divisibility, budgets against the corpus);
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
 
+from workflow_scripts.plan import checks, local_files
 from workflow_scripts.plan.grid import (
     SAMPLE_FAMILIES, _budget_point, budget_name, is_samples_dataset, known_train_tokens, resolve_model_sizes,
 )
@@ -87,6 +89,9 @@ def check_config(config: dict) -> None:
 
     Also resolves each experiment's ``size_sweep`` into its ``models`` (in place).
     """
+    for problem in (checks.non_finite(config), checks.bad_name(config)):
+        if problem:
+            raise ConfigError(problem)
     experiments = config.get("experiments", {})
     if not experiments:
         raise ConfigError("config error: experiments = {}: expected at least one experiment (the grid is empty)")
@@ -103,6 +108,7 @@ def check_config(config: dict) -> None:
             if not exp[key]:
                 raise ConfigError(f"config error: {where}.{key} = []: expected at least one entry (the grid is empty)")
         _check_family(config, where, exp, samples)
+        _check_sizes(where, exp)
         _check_grid_axis(config, name, exp)
         _check_schedule(name, exp)
     for name, ds in config.get("datasets", {}).items():
@@ -150,6 +156,22 @@ def _check_family(config: dict, where: str, exp: dict, samples: bool) -> None:
                 f"config error: {where}.models.{i}.n_head = {size['n_head']}: "
                 f"expected a divisor of d_model = {size['d_model']}"
             )
+
+
+def _check_sizes(where: str, exp: dict) -> None:
+    """Each size, also those size_sweep generated, within the schema's bounds; no shape, data size or seed twice."""
+    for i, size in enumerate(exp["models"]):
+        for error in _size_validator().iter_errors(size):
+            error.path.extendleft(reversed([*where.split(".", 1), "models", i]))  # where it is in the config
+            raise ConfigError(describe_validation_error(error))
+    problem = checks.repeated_entry(where.removeprefix("experiments."), exp)
+    if problem:
+        raise ConfigError(problem)
+
+
+@functools.cache
+def _size_validator() -> Draft202012Validator:
+    return Draft202012Validator(load_schema()["$defs"]["model_size"])
 
 
 def _check_grid_axis(config: dict, name: str, exp: dict) -> None:
@@ -237,6 +259,9 @@ def _check_dataset(name: str, ds: dict) -> None:
             raise ConfigError(
                 f"config error: datasets.{name}.{key} = {json.dumps(value)}: expected {expected}"
             )
+    problem = local_files.local_files_problem(ds) if source == "local" else None
+    if problem:
+        raise ConfigError(f"config error: datasets.{name}.path = {json.dumps(ds['path'])}: {problem}")
     if source == "hf" and ds.get("streaming") and not ds.get("max_chars"):
         raise ConfigError(
             f"config error: datasets.{name}.max_chars = {ds.get('max_chars', 0)}: "
@@ -260,6 +285,9 @@ def _check_tokenizer(name: str, tok: dict) -> None:
             f'config error: tokenizers.{name}.path = "": '
             "expected a tokenizer.json file or a hub id for kind pretrained"
         )
+    problem = local_files.tokenizer_file_problem(path)
+    if problem:
+        raise ConfigError(f"config error: tokenizers.{name}.path = {json.dumps(path)}: {problem}")
     if not path.endswith(".json") and not tok.get("revision"):
         raise ConfigError(
             f'config error: tokenizers.{name}.revision = "": '

@@ -313,4 +313,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from workflow_scripts import jobs  # a failure ends in one line (traceback in the log); success skips teardown
+
+    jobs.run(main)

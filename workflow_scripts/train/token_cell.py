@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workflow_scripts.data.tokens import open_tokens
+from workflow_scripts.data.tokens import open_tokens, verified_tokens
 from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.models.transformer import GPT, count_parameters, training_flops
 from workflow_scripts.train import ddp
@@ -238,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     path = cfg.checkpoint or (Path(cfg.branch_dir) / "stable.checkpoint.pt" if cfg.branch_tokens
                               else default_path(cfg.metrics))
     checkpointer, metrics, curve = run_cell(train, cfg, path, cleanup=ddp.close)
+    if "provenance" in metrics:  # what open_tokens checked before training: each file's hash and id range
+        metrics["provenance"]["tokens_verified"] = verified_tokens()
     if int(os.environ.get("RANK", "0")) == 0:  # data-parallel: rank 0 writes the outputs
         write_outputs(cfg, checkpointer, metrics, curve)
 
@@ -252,4 +254,6 @@ def write_outputs(cfg: TrainConfig, checkpointer: Checkpointer, metrics: dict, c
 
 
 if __name__ == "__main__":
-    main()
+    from workflow_scripts import jobs  # a failure ends in one line (traceback in the log); success skips teardown
+
+    jobs.run(main)

@@ -3,13 +3,4 @@
 import contextlib
 import sys
 
-
-@contextlib.contextmanager
-def log_to(path):
-    """Send the step's output and any traceback to its Snakemake log file."""
-    with open(path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        try:
-            yield
-        except Exception as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise
+# Each adapter ends through workflow_scripts.jobs.log_to: the traceback in the log, then one line.

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from workflow_scripts.data.adapters import log_to
+from workflow_scripts.jobs import log_to
 from workflow_scripts.data.samples import prepare_samples
 
 with log_to(snakemake.log[0]):

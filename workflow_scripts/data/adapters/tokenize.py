@@ -1,4 +1,4 @@
-from workflow_scripts.data.adapters import log_to
+from workflow_scripts.jobs import log_to
 from workflow_scripts.io import read_json
 from workflow_scripts.data.tokens import tokenize_split
 

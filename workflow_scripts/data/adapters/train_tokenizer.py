@@ -1,4 +1,4 @@
-from workflow_scripts.data.adapters import log_to
+from workflow_scripts.jobs import log_to
 from workflow_scripts.data.tokenizer import train_tokenizer
 
 with log_to(snakemake.log[0]):
