@@ -8,8 +8,8 @@ the threshold. The checks, where the entry has what they need:
 - a systematic pattern in the residuals: the exact Wald–Wolfowitz runs test on their signs
   ordered along the fitted variable, one-sided (fewer runs than chance: a bend or a plateau
   the form does not follow), judged with enough distinct points (``residual_record``);
-- a parameter at its bound: E far below the lowest loss (pinned at 0: the data show no
-  floor), an exponent at or past its limits;
+- a parameter at its bound: E, or the low end of its interval, far below the lowest loss
+  (at 0: the data show no floor, or cannot tell one from none), an exponent at or past its limits;
 - the width of the exponents' bootstrap intervals relative to their value;
 - the extrapolation error on the held-out largest-compute cells (``laws.extrapolation``);
 - IsoFLOP vertices outside the sizes run (``minimum_inside_range`` of each budget);
@@ -115,9 +115,12 @@ def _bound_reasons(entry: dict[str, Any], t: Mapping[str, Any]) -> list[str]:
     # Only forms with a fitted E: without one (irreducible false, Kaplan's forms) E = 0 is the law.
     if "E" in params and "E +" in entry.get("form", "") and loss_range:
         floor = t["min_floor_fraction"] * loss_range[0]
+        bound = f"(< {t['min_floor_fraction']:g} x the lowest loss {loss_range[0]:.4g})"
+        low = ((entry.get("ci") or {}).get("E") or [None])[0]
         if params["E"] < floor:
-            reasons.append(f"E = {params['E']:.3g} pinned at its bound 0 (< {t['min_floor_fraction']:g} x "
-                           f"the lowest loss {loss_range[0]:.4g})")
+            reasons.append(f"E = {params['E']:.3g} pinned at its bound 0 {bound}")
+        elif low is not None and low < floor:  # the data cannot tell the floor from none
+            reasons.append(f"E = {params['E']:.3g} with interval reaching {low:.3g}, its bound 0 {bound}")
     if "params" in entry:  # a, b of an allocation may be anything; the limits are those of a loss law
         for name, value in _exponents(entry).items():
             if value <= t["min_exponent"]:
