@@ -41,6 +41,7 @@ from workflow_scripts.analysis.fit import laws
 LAW = "approach1"
 MODES = ("auto", "final", "all")
 GRID_POINTS = 250  # Chinchilla used 1,500 over many more sizes; a few per decade suffice here
+SEEDLESS = ("model", "data")  # the id the seeds of one cell share: a bootstrap unit
 FORM = "N_opt = k_N * C^a, D_opt = k_D * C^b (lowest loss at each FLOP count)"
 
 
@@ -57,7 +58,7 @@ def traces(runs: pd.DataFrame, curves: pd.DataFrame | None, mode: str = "auto") 
         mode = "final" if (n_d >= 2).sum() >= 2 else "all"
     if mode == "final":
         # Seeds of one cell averaged: one annealed point per (N, D).
-        cells = runs.assign(cell=runs["model"].astype(str) + "/" + runs["data"].astype(str))
+        cells = runs.assign(cell=cell_ids(runs, SEEDLESS))
         points = cells.groupby(["N_nonembedding", "D", "cell"], as_index=False).agg(
             C=("C", "mean"), loss=("val_loss", "mean"))
         points["trace"] = points["unit"] = points["N_nonembedding"]
@@ -69,8 +70,7 @@ def traces(runs: pd.DataFrame, curves: pd.DataFrame | None, mode: str = "auto") 
     ids = cell_ids(curves)
     loss = pd.to_numeric(curves["eval_loss"], errors="coerce")
     keep = ids.isin(set(cell_ids(runs))) & (curves["flops"] > 0) & np.isfinite(loss) & (loss > 0)
-    points = pd.DataFrame({"trace": ids[keep], "unit": (curves["model"].astype(str) + "/"
-                                                        + curves["data"].astype(str))[keep],
+    points = pd.DataFrame({"trace": ids[keep], "unit": cell_ids(curves, SEEDLESS)[keep],
                            "N": curves["N_nonembedding"][keep], "C": curves["flops"][keep],
                            "D": curves[seen][keep], "loss": loss[keep]})
     return points.reset_index(drop=True), mode
@@ -131,8 +131,8 @@ def _check_envelope(env: pd.DataFrame) -> None:
                          "FLOP count: no trend to fit")
 
 
-def fit_approach1(points: pd.DataFrame, n_boot: int = 0, seed: int = 0,
-                  level: float = 0.95) -> dict[str, Any]:
+def fit_approach1(points: pd.DataFrame, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                  level: float = laws.DEFAULTS["level"]) -> dict[str, Any]:
     """The envelope of ``points`` (``traces``), the exponents and, with ``n_boot``, resampled intervals."""
     hf.check_level(level, n_boot)
     env = envelope(points)

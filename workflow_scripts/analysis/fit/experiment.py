@@ -1,26 +1,30 @@
 """Fit scaling laws to one experiment's runs, or to any table, with bootstrap intervals.
 
-Per experiment (``workflow_scripts.analysis.fit.registry``, one module per law): L(N) = E + A·N^(−α) at the largest D, L(D) likewise at the
-largest N, L(C) on the compute-efficient frontier (``workflow_scripts.analysis.fit.power_law``); Chinchilla's
-L(N, D) = E + A/N^α + B/D^β over every usable cell with the compute-optimal allocation it implies
-(``workflow_scripts.analysis.fit.parametric``); IsoFLOP minima on an IsoFLOP grid (approach 2); Kaplan et al.
-(2020)'s L(N, D) (Eq. 1.5) and learning-curve law L(N, S) (Eq. 1.6, ``workflow_scripts.analysis.fit.kaplan``);
-Chinchilla's approach 1, the lowest loss at each FLOP count (``workflow_scripts.analysis.fit.approach1``).
-What the laws share (the fit job, the extrapolation check) is ``workflow_scripts.analysis.fit.laws``;
-every fitted entry carries a verdict ``quality`` (``workflow_scripts.analysis.fit.quality``). The method is Hoffmann et al.
-(2022, §3.3 and App. D.2) as replicated by Besiroglu et al. (Epoch AI, 2024): fit log L, minimise
-the Huber loss (δ = 1e-3) of the log residuals summed over points with L-BFGS-B from every start
-of a grid, keep the best (``workflow_scripts.analysis.fit.huber``); intervals come from resampling cells
-with replacement. Run by hand or from Snakemake as::
+Per experiment, the laws of ``workflow_scripts.analysis.fit.registry`` (one module per law):
+L(N) = E + A·N^(−α) at the largest D, L(D) likewise at the largest N, L(C) on the
+compute-efficient frontier (``workflow_scripts.analysis.fit.power_law``); Chinchilla's
+L(N, D) = E + A/N^α + B/D^β over every usable cell with the compute-optimal allocation it
+implies (``workflow_scripts.analysis.fit.parametric``); IsoFLOP minima on an IsoFLOP grid
+(approach 2, ``workflow_scripts.analysis.fit.isoflops``); Kaplan et al. (2020)'s L(N, D)
+(Eq. 1.5) and learning-curve law L(N, S) (Eq. 1.6, ``workflow_scripts.analysis.fit.kaplan``);
+Chinchilla's approach 1, the lowest loss at each FLOP count
+(``workflow_scripts.analysis.fit.approach1``). What the laws share (the fit job, the
+extrapolation check) is ``workflow_scripts.analysis.fit.laws``; every fitted entry carries a
+verdict ``quality`` (``workflow_scripts.analysis.fit.quality``). The method is Hoffmann et al.
+(2022, §3.3 and App. D.2) as replicated by Besiroglu et al. (Epoch AI, 2024): fit log L,
+minimise the Huber loss (δ = 1e-3) of the log residuals summed over points with L-BFGS-B from
+every start of a grid, keep the best (``workflow_scripts.analysis.fit.huber``); intervals come
+from resampling cells with replacement. Run by hand or from Snakemake as::
 
-    python -m workflow_scripts.analysis.fit.experiment --runs results/default/runs.csv [--curves curves.parquet] --out fits.json
-    python -m workflow_scripts.analysis.fit.experiment --table runs.csv --n N --d D --loss loss [--c C] --out fits.json
+    python -m workflow_scripts.analysis.fit.experiment --runs results/default/runs.csv \
+        [--curves curves.parquet] --out fits.json
+    python -m workflow_scripts.analysis.fit.experiment --table runs.csv --n N --d D --loss loss \
+        [--c C] --out fits.json
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -127,7 +131,8 @@ def _grid_record(grid) -> dict[str, list[float]]:
     return {k: [float(v) for v in g] for k, g in grid.items()}
 
 
-def write_fits(runs_csv, out_json, experiment: str | None = None, curves_path=None, **options) -> dict[str, Any]:
+def write_fits(runs_csv, out_json, experiment: str | None = None, curves_path=None,
+               **options) -> dict[str, Any]:
     """Read runs.csv (and curves.parquet, if given), fit its experiment (``options`` as
     ``fit_experiment``'s), write fits.json atomically."""
     curves = None
@@ -183,16 +188,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--loss", help="--table: column of final losses")
     parser.add_argument("--c", help="--table: column of compute budgets C; adds the IsoFLOP fit (approach 2)")
     parser.add_argument("--out", required=True, help="where to write fits.json")
-    parser.add_argument("--bootstrap", type=int, default=d["bootstrap"], help="bootstrap resamples (default: %(default)s)")
+    parser.add_argument("--bootstrap", type=int, default=d["bootstrap"],
+                        help="bootstrap resamples (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=d["seed"], help="bootstrap seed (default: %(default)s)")
-    parser.add_argument("--level", type=float, default=d["level"], help="interval level (default: %(default)s)")
+    parser.add_argument("--level", type=float, default=d["level"],
+                        help="interval level (default: %(default)s)")
     parser.add_argument("--experiment", default=None, help="experiment to fit if runs.csv holds several")
     parser.add_argument("--laws", type=law_list, default=d["laws"],
-                        help=f"--runs: comma-separated laws among {','.join(registry.LAWS)} (default: all that apply)")
-    parser.add_argument("--no-irreducible", dest="irreducible", action="store_false", default=d["irreducible"],
+                        help=f"--runs: comma-separated laws among {','.join(registry.LAWS)} "
+                        "(default: all that apply)")
+    parser.add_argument("--no-irreducible", dest="irreducible", action="store_false",
+                        default=d["irreducible"],
                         help="--runs: force E = 0 in the single-variable laws L(N), L(D), L(C)")
     parser.add_argument("--holdout", type=int, default=d["holdout"],
-                        help="--runs: largest compute values held out by the extrapolation check (default: %(default)s)")
+                        help="--runs: largest compute values held out by the extrapolation check "
+                        "(default: %(default)s)")
     parser.add_argument("--curves", help="--runs: curves.parquet (learning curves) for L(N,S) and "
                         "approach 1's 'all' points; without it those laws are skipped (default: none)")
     parser.add_argument("--approach1-points", choices=approach1.MODES, default=d["approach1_points"],
@@ -200,10 +210,11 @@ def _parser() -> argparse.ArgumentParser:
                         "every point of the curves (all), or final when two models have two data sizes "
                         "(auto) (default: %(default)s)")
     parser.add_argument("--curve-skip", type=float, default=d["curve_skip"],
-                        help="--runs: fraction of each run's steps L(N,S) leaves out (warmup; default: %(default)s)")
+                        help="--runs: fraction of each run's steps L(N,S) leaves out "
+                        "(warmup; default: %(default)s)")
     parser.add_argument("--quality", type=quality_thresholds, default=None,
-                        help="--runs: JSON object of fit-quality thresholds (analysis.quality of config/schema.yaml; "
-                        f"default: {json.dumps(d['quality'])})")
+                        help="--runs: JSON object of fit-quality thresholds (analysis.quality of "
+                        f"config/schema.yaml; default: {json.dumps(d['quality'])})")
     return parser
 
 

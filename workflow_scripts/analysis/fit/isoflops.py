@@ -64,7 +64,8 @@ def _power_laws(log_c: np.ndarray, log_n_opt: np.ndarray) -> tuple[float, float,
     return float(a), float(log_kn), float(b), float(log_kd)
 
 
-def fit_isoflops(n, c, loss, n_boot: int = 0, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+def fit_isoflops(n, c, loss, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                 level: float = laws.DEFAULTS["level"]) -> dict[str, Any]:
     """Approach 2 on runs (N, C, final loss): per-budget minima, the exponents a, b and intervals.
 
     Budgets with fewer than 3 distinct sizes or a non-convex profile are listed in
@@ -138,4 +139,5 @@ def entry(job: laws.Job) -> dict[str, Any]:
             "cells_used": list(cell_ids(usable)), "cells_excluded": job.excluded}
 
 
-REGISTERED = laws.Law(LAW, entry, laws.allocation_summary, applies=lambda runs, has_curves: laws.is_isoflop(runs))
+REGISTERED = laws.Law(LAW, entry, laws.allocation_summary,
+                      applies=lambda runs, has_curves: laws.is_isoflop(runs))

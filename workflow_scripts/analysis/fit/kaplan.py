@@ -167,8 +167,8 @@ def _valid(n, x2, min_cells):
     return valid
 
 
-def fit_kaplan_nd(n, d, loss, groups=None, n_boot: int = 0, seed: int = 0, level: float = 0.95,
-                  delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
+def fit_kaplan_nd(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                  level: float = laws.DEFAULTS["level"], delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
     """Fit Eq. 1.5 to final losses; ``params`` {N_c, D_c, alpha_N, alpha_D}, ``ci`` with ``n_boot`` > 0.
 
     Bootstrap groups default to the (N, D) cell (its seeds drawn together).
@@ -182,8 +182,8 @@ def fit_kaplan_nd(n, d, loss, groups=None, n_boot: int = 0, seed: int = 0, level
                 n_boot, seed, level, delta)
 
 
-def fit_kaplan_ns(n, s, loss, groups, n_boot: int = 0, seed: int = 0, level: float = 0.95,
-                  delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
+def fit_kaplan_ns(n, s, loss, groups, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                  level: float = laws.DEFAULTS["level"], delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
     """Fit Eq. 1.6 to curve points (N, steps S, loss); ``groups`` names each point's curve (drawn whole)."""
     hf.check_level(level, n_boot)
     n, s, loss = _check(n, s, loss, ("N", "S"))
@@ -258,7 +258,8 @@ def ns_entry(job: laws.Job) -> dict[str, Any]:
 
 def summary(result: dict[str, Any]) -> str:
     return (" ".join(f"{k}={v:.4g}" for k, v in result["params"].items())
-            + f" {result['ci_level']:.0%} CI alpha_N {result['ci'].get('alpha_N')} ({len(result['cells_used'])} cells)")
+            + f" {result['ci_level']:.0%} CI alpha_N {result['ci'].get('alpha_N')}"
+            + f" ({len(result['cells_used'])} cells)")
 
 
 REGISTERED_ND = laws.Law(ND_LAW, nd_entry, summary)

@@ -137,7 +137,8 @@ def extrapolation(cells: pd.DataFrame, refit: Callable[[pd.DataFrame], Any],
         return {**head, "skipped": f"without the {n_holdout} largest compute value(s): the refit "
                 f"diverged ({', '.join(f'{k}={v:.3g}' for k, v in params.items())})"}
     rel = (predicted - actual) / actual
-    rows = [{"cell": cell, "C": float(c), "actual": float(a), "predicted": float(p), "relative_error": float(r)}
+    rows = [{"cell": cell, "C": float(c), "actual": float(a), "predicted": float(p),
+             "relative_error": float(r)}
             for cell, c, a, p, r in zip(cell_ids(held), held["C"], actual, predicted, rel)]
     return {**head, "params": params, "held_out": rows,
             "mean_abs_relative_error": float(np.mean(np.abs(rel)))}
@@ -146,7 +147,8 @@ def extrapolation(cells: pd.DataFrame, refit: Callable[[pd.DataFrame], Any],
 def law_entry(head, selection, fit, cells, job: Job, warnings, needed) -> dict[str, Any]:
     """A fitted law's entry of fits.json, with the warnings every law shares."""
     if fit["n_bootstrap_failed"] > job.n_boot / 2:
-        warnings.append(f"{fit['n_bootstrap_failed']} of {job.n_boot} bootstrap resamples had too few {needed}")
+        warnings.append(f"{fit['n_bootstrap_failed']} of {job.n_boot} bootstrap resamples had too few "
+                        f"{needed}")
     if fit["best_start_on_grid_edge"]:
         warnings.append("the best start lies on the edge of the initialisation grid: widen it")
     return {**head, "selection": selection, "params": fit["params"], "ci": fit["ci"], "ci_level": job.level,

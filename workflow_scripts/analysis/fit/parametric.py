@@ -88,9 +88,9 @@ def _identifiable(n: np.ndarray, d: np.ndarray):
     return valid
 
 
-def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = 0, level: float = 0.95,
-                   grid: dict[str, Sequence[float]] | None = None, delta: float = hf.HUBER_DELTA,
-                   n_polish: int = 1) -> dict[str, Any]:
+def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                   level: float = laws.DEFAULTS["level"], grid: dict[str, Sequence[float]] | None = None,
+                   delta: float = hf.HUBER_DELTA, n_polish: int = 1) -> dict[str, Any]:
     """Fit L(N, D) = E + A/N^α + B/D^β from every grid start; bootstrap ``n_boot`` resamples.
 
     Returns ``params``, ``compute_optimal`` {a, b, G}, ``best_start_on_grid_edge`` (no
@@ -143,7 +143,8 @@ def entry(job: laws.Job) -> dict[str, Any]:
     head = {"law": LAW, "form": "L = E + A * N^-alpha + B * D^-beta", "x": ["N_nonembedding", "D"],
             "y": "val_loss"}
     n, d, loss = usable["N_nonembedding"], usable["D"], usable["val_loss"]
-    fit = fit_parametric(n, d, loss, n_boot=job.n_boot, seed=job.seed, level=job.level, grid=job.parametric_grid)
+    fit = fit_parametric(n, d, loss, n_boot=job.n_boot, seed=job.seed, level=job.level,
+                         grid=job.parametric_grid)
     ci = fit.get("ci", {})
     # Residual signs ordered along compute C = 6ND, the axis the law is extrapolated along.
     goodness = {**fit["goodness"], **quality.residual_record(
@@ -162,7 +163,8 @@ def entry(job: laws.Job) -> dict[str, Any]:
 
 
 def summary(result: dict[str, Any]) -> str:
-    return f"{describe(result['params'], result['ci'], result['ci_level'])} ({len(result['cells_used'])} cells)"
+    cells = len(result["cells_used"])
+    return f"{describe(result['params'], result['ci'], result['ci_level'])} ({cells} cells)"
 
 
 REGISTERED = laws.Law(LAW, entry, summary, sections=("compute_optimal",))

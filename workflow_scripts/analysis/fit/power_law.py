@@ -38,7 +38,7 @@ DEFAULT_GRID = {
 
 @dataclasses.dataclass(frozen=True)
 class Variable:
-    """What a single-variable law is fitted against: column ``x``, at the largest ``fixed`` (None: the frontier)."""
+    """A single-variable law's x column, and the column held at its largest value (None: the frontier)."""
 
     x: str
     fixed: str | None
@@ -111,7 +111,8 @@ def fit_power_law(x, y, grid: dict[str, Sequence[float]] | None = None, irreduci
     }
 
 
-def bootstrap_power_law(x, y, groups=None, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+def bootstrap_power_law(x, y, groups=None, n_boot: int = laws.DEFAULTS["bootstrap"],
+                        seed: int = laws.DEFAULTS["seed"], level: float = laws.DEFAULTS["level"],
                         irreducible: bool = True, grid: dict[str, Sequence[float]] | None = None,
                         n_starts: int = 1, delta: float = HUBER_DELTA) -> dict[str, Any]:
     """Percentile intervals for E, A, α from resampling groups (cells) with replacement.
@@ -192,7 +193,8 @@ def entry(name: str, job: laws.Job) -> dict[str, Any]:
     fit = {**fit, "goodness": goodness, "ci": boot["ci"], "n_bootstrap_failed": boot["n_failed"]}
     result = laws.law_entry(head, selection, fit, cells, job, warnings, f"distinct {x_col} values")
     result["extrapolation"] = laws.extrapolation(
-        cells, lambda kept: fit_power_law(kept[x_col], kept["val_loss"], irreducible=job.irreducible)["params"],
+        cells,
+        lambda kept: fit_power_law(kept[x_col], kept["val_loss"], irreducible=job.irreducible)["params"],
         lambda params, held: law(params, held[x_col]), job.n_holdout)
     return result
 

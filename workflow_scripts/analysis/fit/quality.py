@@ -61,7 +61,8 @@ def runs_p_value(signs: np.ndarray) -> float:
         if r % 2 == 0:
             count += 2 * math.comb(n1 - 1, k - 1) * math.comb(n2 - 1, k - 1)
         else:
-            count += math.comb(n1 - 1, k - 1) * math.comb(n2 - 1, k) + math.comb(n1 - 1, k) * math.comb(n2 - 1, k - 1)
+            count += (math.comb(n1 - 1, k - 1) * math.comb(n2 - 1, k)
+                      + math.comb(n1 - 1, k) * math.comb(n2 - 1, k - 1))
     return count / total
 
 
@@ -138,8 +139,8 @@ def _interval_reasons(entry: dict[str, Any], t: Mapping[str, Any]) -> list[str]:
             continue
         half = (bounds[1] - bounds[0]) / 2 / abs(value)
         if half > t["max_ci_half_width"]:
-            reasons.append(f"{name} = {value:.3g} with interval [{bounds[0]:.3g}, {bounds[1]:.3g}]: half-width "
-                           f"{_percent(half)} of the value > {_percent(t['max_ci_half_width'])}")
+            reasons.append(f"{name} = {value:.3g} with interval [{bounds[0]:.3g}, {bounds[1]:.3g}]: "
+                           f"half-width {_percent(half)} of the value > {_percent(t['max_ci_half_width'])}")
     return reasons
 
 
@@ -166,10 +167,9 @@ def _approach_reasons(name: str, estimates: Mapping[str, dict[str, Any]], t: Map
         ci = estimates[law].get("ci", {}).get("a")
         return f"approach {APPROACHES[law]} a = {estimates[law]['a']:.3g}" + (
             f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
-    return [f"{text(name)} and {text(other)} differ by {abs(estimates[name]['a'] - estimates[other]['a']):.3g} "
-            f"> {t['max_approach_gap']:g}"
-            for other in estimates
-            if other != name and abs(estimates[name]["a"] - estimates[other]["a"]) > t["max_approach_gap"]]
+    gaps = {other: abs(estimates[name]["a"] - estimates[other]["a"]) for other in estimates if other != name}
+    return [f"{text(name)} and {text(other)} differ by {gap:.3g} > {t['max_approach_gap']:g}"
+            for other, gap in gaps.items() if gap > t["max_approach_gap"]]
 
 
 def judge(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
@@ -179,9 +179,23 @@ def judge(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
             *_vertex_reasons(entry)]
 
 
+def not_judged(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
+    """The checks the entry lacks what they need for, and why: a good verdict claims no more."""
+    missing = []
+    runs = entry.get("goodness", {}).get("runs_test")
+    if "params" in entry and runs and runs["n_points"] < thresholds["runs_min_points"]:
+        missing.append(f"runs test: {runs['n_points']} points with a sign < {thresholds['runs_min_points']}")
+    ci = entry.get("ci") or {}
+    missing += [f"interval of {name}: none (no usable bootstrap resamples)"
+                for name in _exponents(entry) if not ci.get(name)]
+    if "skipped" in entry.get("extrapolation", {}):
+        missing.append(f"extrapolation: {entry['extrapolation']['skipped']}")
+    return missing
+
+
 def judge_all(laws: dict[str, dict[str, Any]], compute_optimal: dict[str, Any] | None,
               thresholds: Mapping[str, Any]) -> None:
-    """Add ``quality`` {verdict, reasons} to every fitted entry of ``laws`` (in place).
+    """Add ``quality`` {verdict, reasons, not_judged} to every fitted entry of ``laws`` (in place).
 
     Approach 3's a is L(N,D)'s compute-optimal allocation (``compute_optimal``).
     """
@@ -195,4 +209,5 @@ def judge_all(laws: dict[str, dict[str, Any]], compute_optimal: dict[str, Any] |
         reasons = judge(entry, thresholds)
         if name in estimates:
             reasons += _approach_reasons(name, estimates, thresholds)
-        entry["quality"] = {"verdict": "poor" if reasons else "good", "reasons": reasons}
+        entry["quality"] = {"verdict": "poor" if reasons else "good", "reasons": reasons,
+                            "not_judged": not_judged(entry, thresholds)}
