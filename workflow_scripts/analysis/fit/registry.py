@@ -1,6 +1,6 @@
 """Every law an experiment may fit, in the order fits.json lists them.
 
-Adding a law is one module (its formula, its fit and a ``workflow_scripts.analysis.fit.laws.Law``
+Adding a law is one module (its formula, its fit and a ``Law`` of ``workflow_scripts.analysis.fit.laws``
 whose ``fit`` returns its fits.json entry), one line here and one value of the enum of
 ``analysis.laws`` in config/schema.yaml (a test checks the two lists agree).
 """
