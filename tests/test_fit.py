@@ -12,8 +12,9 @@ import pytest
 from scipy.optimize import check_grad
 
 from tests.helpers import SMALL_GRID
-from workflow_scripts.analysis.fit.experiment import _objective, bootstrap_power_law, fit_experiment, fit_power_law, main
-from workflow_scripts.analysis.fit.laws import extrapolation, frontier, power_law
+from workflow_scripts.analysis.fit.experiment import fit_experiment, main
+from workflow_scripts.analysis.fit.laws import extrapolation, frontier
+from workflow_scripts.analysis.fit.power_law import _objective, bootstrap_power_law, fit_power_law, law
 
 REPO = Path(__file__).resolve().parents[1]
 # A small initialisation grid for L(N,D) (243 starts) keeps the experiment tests fast.
@@ -388,6 +389,6 @@ def test_config_law_switches_reach_the_fit_rule(tiny_config, tmp_path, run_snake
 def test_extrapolation_of_a_diverged_refit_is_skipped():
     cells = law_runs(lambda n, d: 2 + n ** -0.3)
     check = extrapolation(cells, lambda kept: {"E": 0.0, "A": np.inf, "alpha": 0.5},
-                          lambda params, held: power_law(params, held["N_nonembedding"]))
+                          lambda params, held: law(params, held["N_nonembedding"]))
     assert "diverged" in check["skipped"] and "A=inf" in check["skipped"]
     json.dumps(check, allow_nan=False)

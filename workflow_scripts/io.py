@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+import yaml
+
 # Packages whose versions decide the numbers a run produces.
 TRACKED_PACKAGES = (
     "torch",
@@ -143,3 +145,30 @@ def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
     }
     record.update(extra)
     return record
+
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+
+
+def schema_defaults(pointer: str, path: str | os.PathLike = SCHEMA_PATH) -> dict[str, Any]:
+    """The defaults of the object schema at ``pointer`` ("/"-separated keys) in config/schema.yaml.
+
+    Filled as validation fills them (``workflow_scripts.plan.config.validate_config``): each
+    property's default, and inside an object property the defaults of its own properties, so
+    code run outside Snakemake (the fit CLI's ``--table`` mode, tests) reads the one place
+    defaults live instead of repeating them.
+    """
+    with open(path, encoding="utf-8") as f:
+        node = yaml.safe_load(f)
+    for key in pointer.strip("/").split("/"):
+        node = node[key]
+    return _defaults_of(node)
+
+
+def _defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
+    values = {}
+    for name, sub in schema.get("properties", {}).items():
+        if "default" in sub:
+            value = sub["default"]
+            values[name] = {**_defaults_of(sub), **value} if isinstance(value, dict) else value
+    return values

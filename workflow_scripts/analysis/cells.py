@@ -13,10 +13,14 @@ import pandas as pd
 ID_COLUMNS = ("model", "data", "seed")
 
 
-def cell_ids(frame: pd.DataFrame) -> pd.Series:
-    """``model/data/seed`` of every row of runs.csv or of the curves table."""
-    model, data, seed = (frame[c].astype(str) for c in ID_COLUMNS)
-    return model + "/" + data + "/" + seed
+def cell_ids(frame: pd.DataFrame, columns: tuple[str, ...] = ID_COLUMNS) -> pd.Series:
+    """``model/data/seed`` of every row of runs.csv or of the curves table; with ``columns``
+    ("model", "data") the id the seeds of one cell share."""
+    parts = [frame[c].astype(str) for c in columns]
+    ids = parts[0]
+    for part in parts[1:]:
+        ids = ids + "/" + part
+    return ids
 
 
 def usable_mask(runs: pd.DataFrame) -> pd.Series:

@@ -34,12 +34,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.analysis.cells import cell_ids
 from workflow_scripts.analysis.fit import huber as hf
 from workflow_scripts.analysis.fit import laws
 
 LAW = "approach1"
 MODES = ("auto", "final", "all")
 GRID_POINTS = 250  # Chinchilla used 1,500 over many more sizes; a few per decade suffice here
+SEEDLESS = ("model", "data")  # the id the seeds of one cell share: a bootstrap unit
 FORM = "N_opt = k_N * C^a, D_opt = k_D * C^b (lowest loss at each FLOP count)"
 
 
@@ -51,13 +53,12 @@ def traces(runs: pd.DataFrame, curves: pd.DataFrame | None, mode: str = "auto") 
     """
     if mode not in MODES:
         raise ValueError(f"approach 1 points {mode!r}; expected one of {', '.join(MODES)}")
-    cell = runs["model"].astype(str) + "/" + runs["data"].astype(str) + "/" + runs["seed"].astype(str)
     n_d = runs.groupby("N_nonembedding")["D"].nunique()
     if mode == "auto":
         mode = "final" if (n_d >= 2).sum() >= 2 else "all"
     if mode == "final":
         # Seeds of one cell averaged: one annealed point per (N, D).
-        cells = runs.assign(cell=runs["model"].astype(str) + "/" + runs["data"].astype(str))
+        cells = runs.assign(cell=cell_ids(runs, SEEDLESS))
         points = cells.groupby(["N_nonembedding", "D", "cell"], as_index=False).agg(
             C=("C", "mean"), loss=("val_loss", "mean"))
         points["trace"] = points["unit"] = points["N_nonembedding"]
@@ -66,11 +67,10 @@ def traces(runs: pd.DataFrame, curves: pd.DataFrame | None, mode: str = "auto") 
         raise ValueError("no learning curves given (needed to use every point of the curves: fewer than "
                          "two models have two data sizes)")
     seen = "tokens" if "tokens" in curves.columns else "samples"
-    ids = curves["model"].astype(str) + "/" + curves["data"].astype(str) + "/" + curves["seed"].astype(str)
+    ids = cell_ids(curves)
     loss = pd.to_numeric(curves["eval_loss"], errors="coerce")
-    keep = ids.isin(set(cell)) & (curves["flops"] > 0) & np.isfinite(loss) & (loss > 0)
-    points = pd.DataFrame({"trace": ids[keep], "unit": (curves["model"].astype(str) + "/"
-                                                        + curves["data"].astype(str))[keep],
+    keep = ids.isin(set(cell_ids(runs))) & (curves["flops"] > 0) & np.isfinite(loss) & (loss > 0)
+    points = pd.DataFrame({"trace": ids[keep], "unit": cell_ids(curves, SEEDLESS)[keep],
                            "N": curves["N_nonembedding"][keep], "C": curves["flops"][keep],
                            "D": curves[seen][keep], "loss": loss[keep]})
     return points.reset_index(drop=True), mode
@@ -131,8 +131,8 @@ def _check_envelope(env: pd.DataFrame) -> None:
                          "FLOP count: no trend to fit")
 
 
-def fit_approach1(points: pd.DataFrame, n_boot: int = 0, seed: int = 0,
-                  level: float = 0.95) -> dict[str, Any]:
+def fit_approach1(points: pd.DataFrame, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                  level: float = laws.DEFAULTS["level"]) -> dict[str, Any]:
     """The envelope of ``points`` (``traces``), the exponents and, with ``n_boot``, resampled intervals."""
     hf.check_level(level, n_boot)
     env = envelope(points)
@@ -156,16 +156,16 @@ def fit_approach1(points: pd.DataFrame, n_boot: int = 0, seed: int = 0,
     return {**result, "ci": ci, "ci_level": level, "n_bootstrap": n_boot, "n_bootstrap_failed": failed}
 
 
-def entry(usable: pd.DataFrame, curves: pd.DataFrame | None, excluded: list, experiment: str, n_boot: int,
-          seed: int, level: float, mode: str = "auto") -> dict[str, Any]:
+def entry(job: laws.Job) -> dict[str, Any]:
     """The approach1 entry of fits.json, or why it was skipped."""
+    usable = job.usable
     try:
         if usable.empty:
             raise ValueError("no usable cells")
-        points, used_mode = traces(usable, curves, mode)
-        fit = fit_approach1(points, n_boot, seed, level)
+        points, used_mode = traces(usable, job.curves, job.approach1_points)
+        fit = fit_approach1(points, job.n_boot, job.seed, job.level)
     except ValueError as why:
-        return {"law": LAW, "skipped": f"experiment {experiment!r}, law {LAW}: {why}"}
+        return job.skipped(LAW, str(why))
     env, rmse = fit.pop("envelope"), fit.pop("rmse_log_N")
     warnings = []
     if used_mode == "all":
@@ -175,13 +175,20 @@ def entry(usable: pd.DataFrame, curves: pd.DataFrame | None, excluded: list, exp
     if env["N_opt"].iloc[0] == sizes[0] or env["N_opt"].iloc[-1] == sizes[-1]:
         warnings.append("the smallest or largest model wins at the ends of the FLOP range: N_opt may lie "
                         "outside the sizes run there")
-    if fit["n_bootstrap_failed"] > n_boot / 2:
-        warnings.append(f"{fit['n_bootstrap_failed']} of {n_boot} bootstrap resamples had no trend")
+    if fit["n_bootstrap_failed"] > job.n_boot / 2:
+        warnings.append(f"{fit['n_bootstrap_failed']} of {job.n_boot} bootstrap resamples had no trend")
     winners = env.groupby("N_opt").size()
-    runs_ids = usable.apply(laws.cell_id, axis=1)
     return {"law": LAW, "form": FORM, "x": "C", "y": "val_loss" if used_mode == "final" else "eval_loss",
             "points_mode": used_mode, **fit, "goodness": {"rmse_log": rmse, "n_points": len(env)},
             "grid_points": len(env),
             "points": [{k: float(v) for k, v in row.items()} for row in env.to_dict("records")],
             "winners": [{"N": float(n), "n_points": int(c)} for n, c in winners.items()],
-            "cells_used": sorted(runs_ids), "cells_excluded": excluded, "warnings": warnings}
+            "cells_used": sorted(cell_ids(usable)), "cells_excluded": job.excluded, "warnings": warnings}
+
+
+def applies(runs: pd.DataFrame, has_curves: bool) -> bool:
+    """With learning curves, or with two models run at two or more data sizes each (``final`` points)."""
+    return has_curves or int((runs.groupby("N_nonembedding")["D"].nunique() >= 2).sum()) >= 2
+
+
+REGISTERED = laws.Law(LAW, entry, laws.allocation_summary, applies=applies)

@@ -1,42 +1,47 @@
 """Fit scaling laws to one experiment's runs, or to any table, with bootstrap intervals.
 
-Per experiment (``laws.LAWS``): L(N) = E + A·N^(−α) at the largest D, L(D) likewise at the
-largest N, L(C) on the compute-efficient frontier (``workflow_scripts.analysis.fit.power_law``); Chinchilla's
-L(N, D) = E + A/N^α + B/D^β over every usable cell with the compute-optimal allocation it implies
-(``workflow_scripts.analysis.fit.parametric``); IsoFLOP minima on an IsoFLOP grid (approach 2); Kaplan et al.
-(2020)'s L(N, D) (Eq. 1.5) and learning-curve law L(N, S) (Eq. 1.6, ``workflow_scripts.analysis.fit.kaplan``);
-Chinchilla's approach 1, the lowest loss at each FLOP count (``workflow_scripts.analysis.fit.approach1``).
-Which cells each law uses, and the extrapolation check, are ``workflow_scripts.analysis.fit.laws``; the
-entries of the final-loss laws ``workflow_scripts.analysis.fit.fit_laws``. The method is Hoffmann et al.
-(2022, §3.3 and App. D.2) as replicated by Besiroglu et al. (Epoch AI, 2024): fit log L, minimise
-the Huber loss (δ = 1e-3) of the log residuals summed over points with L-BFGS-B from every start
-of a grid, keep the best (``workflow_scripts.analysis.fit.huber``); intervals come from resampling cells
-with replacement. Run by hand or from Snakemake as::
+Per experiment, the laws of ``workflow_scripts.analysis.fit.registry`` (one module per law):
+L(N) = E + A·N^(−α) at the largest D, L(D) likewise at the largest N, L(C) on the
+compute-efficient frontier (``workflow_scripts.analysis.fit.power_law``); Chinchilla's
+L(N, D) = E + A/N^α + B/D^β over every usable cell with the compute-optimal allocation it
+implies (``workflow_scripts.analysis.fit.parametric``); IsoFLOP minima on an IsoFLOP grid
+(approach 2, ``workflow_scripts.analysis.fit.isoflops``); Kaplan et al. (2020)'s L(N, D)
+(Eq. 1.5) and learning-curve law L(N, S) (Eq. 1.6, ``workflow_scripts.analysis.fit.kaplan``);
+Chinchilla's approach 1, the lowest loss at each FLOP count
+(``workflow_scripts.analysis.fit.approach1``). What the laws share (the fit job, the
+extrapolation check) is ``workflow_scripts.analysis.fit.laws``; every fitted entry carries a
+verdict ``quality`` (``workflow_scripts.analysis.fit.quality``). The method is Hoffmann et al.
+(2022, §3.3 and App. D.2) as replicated by Besiroglu et al. (Epoch AI, 2024): fit log L,
+minimise the Huber loss (δ = 1e-3) of the log residuals summed over points with L-BFGS-B from
+every start of a grid, keep the best (``workflow_scripts.analysis.fit.huber``); intervals come
+from resampling cells with replacement. Run by hand or from Snakemake as::
 
-    python -m workflow_scripts.analysis.fit.experiment --runs results/default/runs.csv [--curves curves.parquet] --out fits.json
-    python -m workflow_scripts.analysis.fit.experiment --table runs.csv --n N --d D --loss loss [--c C] --out fits.json
+    python -m workflow_scripts.analysis.fit.experiment --runs results/default/runs.csv \
+        [--curves curves.parquet] --out fits.json
+    python -m workflow_scripts.analysis.fit.experiment --table runs.csv --n N --d D --loss loss \
+        [--c C] --out fits.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.analysis.cells import exclusions, usable_runs
 from workflow_scripts.analysis.fit import approach1
-from workflow_scripts.analysis.fit import fit_laws
-from workflow_scripts.analysis.fit import kaplan
-from workflow_scripts.analysis.fit import laws
+from workflow_scripts.analysis.fit import huber as hf
 from workflow_scripts.analysis.fit import parametric
+from workflow_scripts.analysis.fit import power_law
+from workflow_scripts.analysis.fit import quality
+from workflow_scripts.analysis.fit import registry
+from workflow_scripts.analysis.fit.laws import DEFAULTS, Job
 from workflow_scripts.io import atomic_write_json, provenance
-# Re-exported: the single-variable fit was defined here before the split (tests, notebooks).
-from workflow_scripts.analysis.fit.power_law import (  # noqa: F401
-    DEFAULT_GRID, HUBER_DELTA, _objective, bootstrap_power_law, fit_power_law,
-)
 
 FORMAT_VERSION = 1
 REQUIRED_COLUMNS = ("experiment", "model", "data", "seed", "status", "N_nonembedding", "D", "C", "val_loss")
@@ -52,33 +57,18 @@ def _report(experiment: str, entry: dict[str, Any]) -> None:
         print(f"warning: experiment {experiment!r}, law {entry['law']}: {message}", file=sys.stderr)
 
 
-def fit_experiment(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                   experiment: str | None = None, parametric_grid: dict[str, Sequence[float]] | None = None,
-                   law_names: Sequence[str] | None = None, irreducible: bool = True,
-                   n_holdout: int = 1, curves: pd.DataFrame | None = None, approach1_points: str = "auto",
-                   curve_skip: float = 0.1) -> dict[str, Any]:
-    """The content of fits.json for one experiment: L(N) at the largest D, L(D) at the largest N,
-    L(C) on the compute-efficient frontier, L(N,D) over every usable cell with the compute-optimal
-    allocation it implies, on an IsoFLOP grid the IsoFLOP minima, Kaplan's L(N,D) and, with the
-    learning ``curves`` (curves.parquet), L(N,S); approach 1 from the final losses across data
-    sizes or the curves (``approach1_points``: auto, final, all) (``laws.LAWS``).
+def _check_options(job: Job) -> None:
+    if job.approach1_points not in approach1.MODES:
+        raise ValueError(f"approach 1 points {job.approach1_points!r}; "
+                         f"expected one of {', '.join(approach1.MODES)}")
+    if not 0 <= job.curve_skip < 1:
+        raise ValueError(f"curve skip fraction {job.curve_skip}; expected a number in [0, 1)")
 
-    ``law_names`` picks the laws (default: all that apply); ``irreducible=False`` forces E = 0
-    in the single-variable laws. Each fitted law but isoflop carries ``extrapolation``: the law
-    refitted without the cells at the ``n_holdout`` largest compute values, which it predicts.
-    Laws that cannot be fitted (too few distinct x; for L(N,D) fewer than 2 distinct N, 2
-    distinct D or 5 cells) are recorded as skipped with a warning on stderr; the others are
-    still fitted. ``parametric_grid`` replaces L(N,D)'s initialisation grid (tests);
-    ``curve_skip`` is the fraction of each run's steps L(N,S) leaves out (warmup).
-    """
+
+def _experiment_runs(runs: pd.DataFrame, experiment: str | None) -> tuple[str, pd.DataFrame]:
     missing = [c for c in REQUIRED_COLUMNS if c not in runs.columns]
     if missing:
         raise ValueError(f"runs table lacks column(s) {', '.join(missing)}")
-    if approach1_points not in approach1.MODES:
-        raise ValueError(f"approach 1 points {approach1_points!r}; "
-                         f"expected one of {', '.join(approach1.MODES)}")
-    if not 0 <= curve_skip < 1:
-        raise ValueError(f"curve skip fraction {curve_skip}; expected a number in [0, 1)")
     names = sorted(runs["experiment"].astype(str).unique())
     if experiment is None:
         if len(names) != 1:
@@ -87,56 +77,62 @@ def fit_experiment(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level:
     runs = runs[runs["experiment"].astype(str) == experiment]
     if runs.empty:
         raise ValueError(f"runs table has no cells of experiment {experiment!r}")
-    excluded = laws.exclusions(runs)
-    bad = {e["cell"] for e in excluded}
-    usable = runs[[laws.cell_id(r) not in bad for _, r in runs.iterrows()]].copy()
-    usable["val_loss"] = usable["val_loss"].astype(float)
-    fitted = {}
-    compute_optimal = {"law": "L(N,D)", "skipped": f"experiment {experiment!r}: law L(N,D) not requested"}
+    return experiment, runs
+
+
+def fit_experiment(runs: pd.DataFrame, experiment: str | None = None, curves: pd.DataFrame | None = None,
+                   law_names: Sequence[str] | None = None, thresholds: Mapping[str, Any] | None = None,
+                   **options) -> dict[str, Any]:
+    """The content of fits.json for one experiment: every law of ``law_names`` (default: all that
+    apply, ``registry.requested``) fitted to its usable cells, each with its verdict.
+
+    ``options`` are the fields of ``laws.Job`` (n_boot, seed, level, irreducible, n_holdout,
+    approach1_points, curve_skip, parametric_grid), their defaults those of config/schema.yaml;
+    ``curves`` (curves.parquet) feeds L(N,S) and approach 1's ``all`` points; ``thresholds``
+    override the schema's ``analysis.quality``. Each fitted law but isoflop and approach1 carries
+    ``extrapolation``: the law refitted without the cells at the ``n_holdout`` largest compute
+    values, which it predicts. Laws that cannot be fitted are recorded as skipped with a warning
+    on stderr; the others are still fitted. A poor law is one warning line on stderr.
+    """
+    experiment, runs = _experiment_runs(runs, experiment)
+    thresholds = quality.check_thresholds(thresholds, DEFAULTS["quality"])
     if curves is not None:
         curves = curves[curves["experiment"].astype(str) == experiment]
-    common = (usable, excluded, experiment, n_boot, seed, level)
-    for law in laws.requested(runs, law_names, curves is not None):
-        if law in laws.SINGLE:
-            fitted[law] = fit_laws.single_law(law, *common, irreducible, n_holdout)
-        elif law == "L(N,D)":
-            fitted[law], compute_optimal = fit_laws.parametric_law(*common, parametric_grid, n_holdout)
-        elif law == "kaplan_L(N,D)":
-            fitted[law] = kaplan.nd_entry(*common, n_holdout)
-        elif law == "L(N,S)":
-            fitted[law] = kaplan.ns_entry(usable, curves, *common[1:], curve_skip)
-        elif law == "approach1":
-            fitted[law] = approach1.entry(usable, curves, *common[1:], approach1_points)
-        else:
-            fitted[law] = laws.isoflop_entry(*common)
-        _report(experiment, fitted[law])
+    job = Job(experiment, usable_runs(runs), exclusions(runs), curves, **options)
+    _check_options(job)
+    laws = registry.requested(runs, law_names, curves is not None)
+    fitted, sections = {}, {}
+    for law in registry.LAWS.values():  # a section of a law not fitted says so
+        sections.update({key: job.skipped(law.name, "not requested") for key in law.sections})
+    for law in laws:
+        fitted[law.name] = law.fit(job)
+        sections.update({key: fitted[law.name].pop(key) for key in law.sections})
+        _report(experiment, fitted[law.name])
+    quality.judge_all(fitted, sections.get("compute_optimal"), thresholds)
+    for name, entry in fitted.items():
+        if entry.get("quality", {}).get("verdict") == "poor":
+            print(f"warning: {experiment} {name}: poor fit: {'; '.join(entry['quality']['reasons'])}",
+                  file=sys.stderr)
     optimal = None
     if "optimal_loss" in runs.columns:
         values = pd.to_numeric(runs["optimal_loss"], errors="coerce").to_numpy(float)
         values = values[np.isfinite(values)]
         optimal = float(np.median(values)) if values.size else None
-    return {
-        "format_version": FORMAT_VERSION,
-        "experiment": experiment,
-        "optimal_loss": optimal,
-        "laws": fitted,
-        "compute_optimal": compute_optimal,
-        "provenance": provenance(config={"n_bootstrap": n_boot, "seed": seed, "ci_level": level,
-                                         "laws": list(fitted), "irreducible": irreducible,
-                                         "n_holdout": n_holdout, "approach1_points": approach1_points,
-                                         "curve_skip": curve_skip,
-                                         "huber_delta": HUBER_DELTA,
-                                         "grid": _grid_record(DEFAULT_GRID),
-                                         "grid_parametric": _grid_record(parametric.DEFAULT_GRID)}),
-    }
+    config = {"n_bootstrap": job.n_boot, "seed": job.seed, "ci_level": job.level, "laws": list(fitted),
+              "irreducible": job.irreducible, "n_holdout": job.n_holdout,
+              "approach1_points": job.approach1_points, "curve_skip": job.curve_skip,
+              "huber_delta": hf.HUBER_DELTA, "grid": _grid_record(power_law.DEFAULT_GRID),
+              "grid_parametric": _grid_record(parametric.DEFAULT_GRID), "quality": thresholds}
+    return {"format_version": FORMAT_VERSION, "experiment": experiment, "optimal_loss": optimal,
+            "laws": fitted, **sections, "provenance": provenance(config=config)}
 
 
 def _grid_record(grid) -> dict[str, list[float]]:
     return {k: [float(v) for v in g] for k, g in grid.items()}
 
 
-def write_fits(runs_csv, out_json, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-               experiment: str | None = None, curves_path=None, **options) -> dict[str, Any]:
+def write_fits(runs_csv, out_json, experiment: str | None = None, curves_path=None,
+               **options) -> dict[str, Any]:
     """Read runs.csv (and curves.parquet, if given), fit its experiment (``options`` as
     ``fit_experiment``'s), write fits.json atomically."""
     curves = None
@@ -144,8 +140,7 @@ def write_fits(runs_csv, out_json, n_boot: int = 1000, seed: int = 0, level: flo
         if not os.path.exists(curves_path):
             raise FileNotFoundError(f"curves {curves_path} not found; expected curves.parquet from aggregate")
         curves = pd.read_parquet(curves_path)
-    fits = fit_experiment(pd.read_csv(runs_csv), n_boot=n_boot, seed=seed, level=level, experiment=experiment,
-                          curves=curves, **options)
+    fits = fit_experiment(pd.read_csv(runs_csv), experiment=experiment, curves=curves, **options)
     fits["provenance"]["runs"] = str(runs_csv)
     fits["provenance"]["curves"] = None if curves_path is None else str(curves_path)
     atomic_write_json(out_json, fits)
@@ -153,22 +148,8 @@ def write_fits(runs_csv, out_json, n_boot: int = 1000, seed: int = 0, level: flo
 
 
 def _print_laws(fits: dict[str, Any]) -> None:
-    for law, entry in fits["laws"].items():
-        if "skipped" in entry:
-            print(f"{law}: skipped")
-            continue
-        if law in ("isoflop", "approach1"):
-            print(f"{law}: N_opt ~ C^{entry['a']:.3f} {entry['ci'].get('a')}, D_opt ~ C^{entry['b']:.3f}")
-            continue
-        p, level, n_cells = entry["params"], entry["ci_level"], len(entry["cells_used"])
-        if law in (kaplan.ND_LAW, kaplan.NS_LAW):
-            print(f"{law}: " + " ".join(f"{k}={v:.4g}" for k, v in p.items())
-                  + f" {level:.0%} CI alpha_N {entry['ci'].get('alpha_N')} ({n_cells} cells)")
-        elif law == "L(N,D)":
-            print(f"{law}: {parametric.describe(p, entry['ci'], level)} ({n_cells} cells)")
-        else:
-            print(f"{law}: E={p['E']:.4g} A={p['A']:.4g} alpha={p['alpha']:.4f} "
-                  f"{level:.0%} CI {entry['ci']['alpha']} ({n_cells} cells)")
+    for name, entry in fits["laws"].items():
+        print(f"{name}: skipped" if "skipped" in entry else f"{name}: {registry.LAWS[name].summary(entry)}")
 
 
 def law_list(text: str) -> list[str]:
@@ -184,7 +165,20 @@ def law_list(text: str) -> list[str]:
     return [name.strip() for name in [*names, current] if name.strip()]
 
 
-def main(argv: list[str] | None = None) -> None:
+def quality_thresholds(text: str) -> dict[str, Any]:
+    """--quality: a JSON object of thresholds of ``analysis.quality`` (some or all)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"--quality {text!r} is not JSON ({error.msg}); "
+                                         'expected an object such as {"max_rms": 0.02}') from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--quality {text!r}; expected a JSON object of thresholds")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = DEFAULTS  # config/schema.yaml's analysis block: the one place the defaults live
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--runs", help="runs.csv written by workflow_scripts.analysis.aggregate")
@@ -194,24 +188,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loss", help="--table: column of final losses")
     parser.add_argument("--c", help="--table: column of compute budgets C; adds the IsoFLOP fit (approach 2)")
     parser.add_argument("--out", required=True, help="where to write fits.json")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    parser.add_argument("--level", type=float, default=0.95, help="interval level (default: 0.95)")
+    parser.add_argument("--bootstrap", type=int, default=d["bootstrap"],
+                        help="bootstrap resamples (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d["seed"], help="bootstrap seed (default: %(default)s)")
+    parser.add_argument("--level", type=float, default=d["level"],
+                        help="interval level (default: %(default)s)")
     parser.add_argument("--experiment", default=None, help="experiment to fit if runs.csv holds several")
-    parser.add_argument("--laws", type=law_list, default=None,
-                        help=f"--runs: comma-separated laws among {','.join(laws.LAWS)} (default: all that apply)")
+    parser.add_argument("--laws", type=law_list, default=d["laws"],
+                        help=f"--runs: comma-separated laws among {','.join(registry.LAWS)} "
+                        "(default: all that apply)")
     parser.add_argument("--no-irreducible", dest="irreducible", action="store_false",
+                        default=d["irreducible"],
                         help="--runs: force E = 0 in the single-variable laws L(N), L(D), L(C)")
-    parser.add_argument("--holdout", type=int, default=1,
-                        help="--runs: largest compute values held out by the extrapolation check (default: 1)")
+    parser.add_argument("--holdout", type=int, default=d["holdout"],
+                        help="--runs: largest compute values held out by the extrapolation check "
+                        "(default: %(default)s)")
     parser.add_argument("--curves", help="--runs: curves.parquet (learning curves) for L(N,S) and "
                         "approach 1's 'all' points; without it those laws are skipped (default: none)")
-    parser.add_argument("--approach1-points", choices=approach1.MODES, default="auto",
+    parser.add_argument("--approach1-points", choices=approach1.MODES, default=d["approach1_points"],
                         help="--runs: approach 1 from each cell's final loss across data sizes (final), "
                         "every point of the curves (all), or final when two models have two data sizes "
-                        "(auto, default)")
-    parser.add_argument("--curve-skip", type=float, default=0.1,
-                        help="--runs: fraction of each run's steps L(N,S) leaves out (warmup; default: 0.1)")
+                        "(auto) (default: %(default)s)")
+    parser.add_argument("--curve-skip", type=float, default=d["curve_skip"],
+                        help="--runs: fraction of each run's steps L(N,S) leaves out "
+                        "(warmup; default: %(default)s)")
+    parser.add_argument("--quality", type=quality_thresholds, default=None,
+                        help="--runs: JSON object of fit-quality thresholds (analysis.quality of "
+                        f"config/schema.yaml; default: {json.dumps(d['quality'])})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.table and not (args.n and args.d and args.loss):
         parser.error("--table needs --n, --d and --loss (column names)")
@@ -221,10 +229,10 @@ def main(argv: list[str] | None = None) -> None:
                                                args.bootstrap, args.seed, args.level)
             parametric.print_summary(fits)
             return
-        fits = write_fits(args.runs, args.out, args.bootstrap, args.seed, args.level, args.experiment,
-                          curves_path=args.curves, law_names=args.laws, irreducible=args.irreducible,
-                          n_holdout=args.holdout, approach1_points=args.approach1_points,
-                          curve_skip=args.curve_skip)
+        fits = write_fits(args.runs, args.out, args.experiment, curves_path=args.curves, law_names=args.laws,
+                          thresholds=args.quality, n_boot=args.bootstrap, seed=args.seed, level=args.level,
+                          irreducible=args.irreducible, n_holdout=args.holdout,
+                          approach1_points=args.approach1_points, curve_skip=args.curve_skip)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     _print_laws(fits)

@@ -4,7 +4,7 @@ For each compute budget C, final loss is fitted by a parabola in log N; its mini
 compute-optimal size N_opt(C), and D_opt = C / (6 N_opt). Power laws N_opt = k_N C^a and
 D_opt = k_D C^b are then fitted by least squares in log space. Bootstrap intervals resample
 runs with replacement within each budget (the budgets are the design, fixed in advance),
-refit every parabola and both power laws.
+refit every parabola and both power laws. ``entry`` is the isoflop law's fits.json entry.
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.analysis.cells import cell_ids
 from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit import laws
+
+LAW = "isoflop"
 
 MIN_SIZES = 3  # a parabola needs three distinct sizes
 MIN_BUDGETS = 2  # a power law needs two minima
@@ -60,7 +64,8 @@ def _power_laws(log_c: np.ndarray, log_n_opt: np.ndarray) -> tuple[float, float,
     return float(a), float(log_kn), float(b), float(log_kd)
 
 
-def fit_isoflops(n, c, loss, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+def fit_isoflops(n, c, loss, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                 level: float = laws.DEFAULTS["level"]) -> dict[str, Any]:
     """Approach 2 on runs (N, C, final loss): per-budget minima, the exponents a, b and intervals.
 
     Budgets with fewer than 3 distinct sizes or a non-convex profile are listed in
@@ -118,3 +123,21 @@ def _stratified_weights(budget: np.ndarray, n_budgets: int, n_boot: int, seed: i
 def read_curves(path) -> pd.DataFrame:
     """An IsoFLOP JSON list of {parameters, compute_budget, final_loss} as a table."""
     return pd.read_json(path).rename(columns={"parameters": "N", "compute_budget": "C", "final_loss": "loss"})
+
+
+def entry(job: laws.Job) -> dict[str, Any]:
+    """The isoflop entry of fits.json: Chinchilla's approach 2 over the planned budgets."""
+    usable = job.usable
+    if usable.empty or not laws.is_isoflop(usable):
+        return job.skipped(LAW, "the usable cells are not an IsoFLOP grid (experiment.compute_budgets)")
+    iso = fit_isoflops(usable["N_nonembedding"], laws.budgets(usable), usable["val_loss"], n_boot=job.n_boot,
+                       seed=job.seed, level=job.level)
+    iso = {k: v for k, v in iso.items() if k != "samples"}
+    if "skipped" in iso:
+        return {**iso, **job.skipped(LAW, iso["skipped"])}
+    return {"law": LAW, "x": ["N_nonembedding", "C budget"], "y": "val_loss", **iso,
+            "cells_used": list(cell_ids(usable)), "cells_excluded": job.excluded}
+
+
+REGISTERED = laws.Law(LAW, entry, laws.allocation_summary,
+                      applies=lambda runs, has_curves: laws.is_isoflop(runs))

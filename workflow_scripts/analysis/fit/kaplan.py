@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.analysis.cells import cell_ids
 from workflow_scripts.analysis.fit import huber as hf
 from workflow_scripts.analysis.fit import laws
+from workflow_scripts.analysis.fit import quality
 
 ND_LAW, NS_LAW = "kaplan_L(N,D)", "L(N,S)"
 ND_FORM = "L = ((N_c/N)^(alpha_N/alpha_D) + D_c/D)^alpha_D"
@@ -165,8 +167,8 @@ def _valid(n, x2, min_cells):
     return valid
 
 
-def fit_kaplan_nd(n, d, loss, groups=None, n_boot: int = 0, seed: int = 0, level: float = 0.95,
-                  delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
+def fit_kaplan_nd(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                  level: float = laws.DEFAULTS["level"], delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
     """Fit Eq. 1.5 to final losses; ``params`` {N_c, D_c, alpha_N, alpha_D}, ``ci`` with ``n_boot`` > 0.
 
     Bootstrap groups default to the (N, D) cell (its seeds drawn together).
@@ -180,8 +182,8 @@ def fit_kaplan_nd(n, d, loss, groups=None, n_boot: int = 0, seed: int = 0, level
                 n_boot, seed, level, delta)
 
 
-def fit_kaplan_ns(n, s, loss, groups, n_boot: int = 0, seed: int = 0, level: float = 0.95,
-                  delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
+def fit_kaplan_ns(n, s, loss, groups, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                  level: float = laws.DEFAULTS["level"], delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
     """Fit Eq. 1.6 to curve points (N, steps S, loss); ``groups`` names each point's curve (drawn whole)."""
     hf.check_level(level, n_boot)
     n, s, loss = _check(n, s, loss, ("N", "S"))
@@ -201,10 +203,8 @@ def curve_points(runs: pd.DataFrame, curves: pd.DataFrame, skip: float) -> pd.Da
     """L(N, S)'s points: each model's usable curve at its largest D, steps past ``skip`` of its last step."""
     if not 0 <= skip < 1:
         raise ValueError(f"curve skip fraction must lie in [0, 1), got {skip}")
-    ids = set(runs["model"].astype(str) + "/" + runs["data"].astype(str) + "/" + runs["seed"].astype(str))
-    curves = curves.assign(cell=curves["model"].astype(str) + "/" + curves["data"].astype(str) + "/"
-                           + curves["seed"].astype(str))
-    curves = curves[curves["cell"].isin(ids)]
+    curves = curves.assign(cell=cell_ids(curves))
+    curves = curves[curves["cell"].isin(set(cell_ids(runs)))]
     curves = curves[curves["D"] == curves.groupby("N_nonembedding")["D"].transform("max")]
     loss = pd.to_numeric(curves["eval_loss"], errors="coerce")
     last = curves.groupby("cell")["step"].transform("max")
@@ -212,40 +212,55 @@ def curve_points(runs: pd.DataFrame, curves: pd.DataFrame, skip: float) -> pd.Da
     return curves[keep]
 
 
-def _skip(law, experiment, why):
-    return {"law": law, "skipped": f"experiment {experiment!r}, law {law}: {why}"}
-
-
-def nd_entry(usable, excluded, experiment, n_boot, seed, level, n_holdout=1) -> dict[str, Any]:
+def nd_entry(job: laws.Job) -> dict[str, Any]:
     """The kaplan_L(N,D) entry of fits.json over every usable cell's final loss, or why it was skipped."""
+    usable = job.usable
     n, d, loss = usable["N_nonembedding"], usable["D"], usable["val_loss"]
     try:
-        fit = fit_kaplan_nd(n, d, loss, n_boot=n_boot, seed=seed, level=level)
+        fit = fit_kaplan_nd(n, d, loss, n_boot=job.n_boot, seed=job.seed, level=job.level)
     except ValueError as why:
-        return _skip(ND_LAW, experiment, f"usable cells: {why}")
+        return job.skipped(ND_LAW, f"usable cells: {why}")
+    # Residual signs ordered along compute C = 6ND, as L(N,D)'s (workflow_scripts.analysis.fit.parametric).
+    fit["goodness"] = {**fit["goodness"], **quality.residual_record(
+        usable["C"].to_numpy(float), np.log(loss.to_numpy(float)), np.log(nd_law(fit["params"], n, d)))}
     head = {"law": ND_LAW, "form": ND_FORM, "x": ["N_nonembedding", "D"], "y": "val_loss"}
-    entry = laws.law_entry(head, "all usable cells", fit, usable, excluded, n_boot, level, [],
-                           "distinct N, D or cells")
+    entry = laws.law_entry(head, "all usable cells", fit, usable, job, [], "distinct N, D or cells")
     entry["extrapolation"] = laws.extrapolation(
         usable, lambda kept: fit_kaplan_nd(kept["N_nonembedding"], kept["D"], kept["val_loss"])["params"],
-        lambda params, held: nd_law(params, held["N_nonembedding"], held["D"]), n_holdout)
+        lambda params, held: nd_law(params, held["N_nonembedding"], held["D"]), job.n_holdout)
     return entry
 
 
-def ns_entry(usable, curves, excluded, experiment, n_boot, seed, level, skip=0.1) -> dict[str, Any]:
+def ns_entry(job: laws.Job) -> dict[str, Any]:
     """The L(N,S) entry of fits.json from each model's longest learning curve, or why it was skipped."""
-    if curves is None:
-        return _skip(NS_LAW, experiment, "no learning curves given (--curves)")
-    points = curve_points(usable, curves, skip)
+    if job.curves is None:
+        return job.skipped(NS_LAW, "no learning curves given (--curves)")
+    skip = job.curve_skip
+    points = curve_points(job.usable, job.curves, skip)
+    n, s, loss = points["N_nonembedding"], points["step"], points["eval_loss"]
     try:
-        fit = fit_kaplan_ns(points["N_nonembedding"], points["step"], points["eval_loss"], points["cell"],
-                            n_boot=n_boot, seed=seed, level=level)
+        fit = fit_kaplan_ns(n, s, loss, points["cell"], n_boot=job.n_boot, seed=job.seed, level=job.level)
     except ValueError as why:
-        return _skip(NS_LAW, experiment, f"curve points past {skip:.0%} of each run: {why}")
+        return job.skipped(NS_LAW, f"curve points past {skip:.0%} of each run: {why}")
+    # Residual signs along each curve in turn (models by size, steps in order): a curve the form
+    # bends away from gives long runs.
+    size_rank = np.unique(n.to_numpy(float), return_inverse=True)[1]
+    order = size_rank * (1.0 + s.max()) + s.to_numpy(float)
+    fit["goodness"] = {**fit["goodness"], **quality.residual_record(
+        order, np.log(loss.to_numpy(float)), np.log(ns_law(fit["params"], n, s)))}
     head = {"law": NS_LAW, "form": NS_FORM, "x": ["N_nonembedding", "step"], "y": "eval_loss"}
     selection = f"each model's curve at its largest D, steps past {skip:.0%} of the run"
-    cells = usable[usable.apply(laws.cell_id, axis=1).isin(set(points["cell"]))]
-    entry = laws.law_entry(head, selection, fit, cells, excluded, n_boot, level, [],
-                           "distinct N, S or curves")
+    cells = job.usable[cell_ids(job.usable).isin(set(points["cell"]))]
+    entry = laws.law_entry(head, selection, fit, cells, job, [], "distinct N, S or curves")
     entry["curve_skip"] = skip
     return entry
+
+
+def summary(result: dict[str, Any]) -> str:
+    return (" ".join(f"{k}={v:.4g}" for k, v in result["params"].items())
+            + f" {result['ci_level']:.0%} CI alpha_N {result['ci'].get('alpha_N')}"
+            + f" ({len(result['cells_used'])} cells)")
+
+
+REGISTERED_ND = laws.Law(ND_LAW, nd_entry, summary)
+REGISTERED_NS = laws.Law(NS_LAW, ns_entry, summary, applies=lambda runs, has_curves: has_curves)

@@ -1,49 +1,75 @@
-"""Which cells each law of an experiment is fitted to, and how well a law extrapolates.
+"""What every law module shares: the fit job, the law's registry record, cell selections, the
+extrapolation check and the fields of a fits.json entry.
 
-The selection half of ``workflow_scripts.analysis.fit.experiment``: the law names a config may switch on, the
-cells no law may use, the cells of each single-variable law (L(N) at the largest D, L(D) at
-the largest N, L(C) on the compute-efficient frontier), and the extrapolation check: refit
-a law without its largest-compute cells and compare its prediction with what they reached.
+A law module (``workflow_scripts.analysis.fit.power_law``, ``.parametric``, ``.isoflops``,
+``.kaplan``, ``.approach1``) holds its formula, its fit and a ``Law`` whose ``fit(job)``
+returns its fits.json entry; ``workflow_scripts.analysis.fit.registry`` lists them. The
+extrapolation check refits a law without its largest-compute cells and compares its
+prediction with what they reached.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.analysis.fit.isoflops import fit_isoflops
+from workflow_scripts.analysis.cells import cell_ids
+from workflow_scripts.io import schema_defaults
 
-# Every law an experiment may fit (config ``analysis.laws``; the schema's enum lists these).
-# L(N,D) is Chinchilla's parametric law; kaplan_L(N,D) and L(N,S) are Kaplan et al. (2020)'s
-# Eq. 1.5 and 1.6 (``workflow_scripts.analysis.fit.kaplan``); approach1 is Chinchilla's §3.1 envelope.
-LAWS = ("L(N)", "L(D)", "L(C)", "L(N,D)", "isoflop", "kaplan_L(N,D)", "L(N,S)", "approach1")
-# Laws read from the learning curves (approach1 only in its "all" mode).
-CURVE_LAWS = ("L(N,S)",)
-# (x column, column held at its largest value or None) of the single-variable laws.
-# Kaplan et al. (2020) fit L(N) on non-embedding parameters (Eq. 1.1), L(D) (Eq. 1.2), L(C_min) (Eq. 1.3).
-SINGLE = {"L(N)": ("N_nonembedding", "D"), "L(D)": ("D", "N_nonembedding"), "L(C)": ("C", None)}
+# The experiment's analysis block as the schema fills it: the one place the fits' defaults live.
+DEFAULTS = schema_defaults("$defs/experiment/properties/analysis")
 CELL_KEYS = ["N_nonembedding", "D"]
 
 
-def cell_id(row) -> str:
-    return f"{row['model']}/{row['data']}/{row['seed']}"
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One experiment's cells and the options every law is fitted with (defaults: config/schema.yaml)."""
+
+    experiment: str
+    usable: pd.DataFrame  # usable cells (workflow_scripts.analysis.cells.usable_runs)
+    excluded: list  # workflow_scripts.analysis.cells.exclusions
+    curves: pd.DataFrame | None = None  # curves.parquet rows of this experiment
+    n_boot: int = DEFAULTS["bootstrap"]
+    seed: int = DEFAULTS["seed"]
+    level: float = DEFAULTS["level"]
+    irreducible: bool = DEFAULTS["irreducible"]
+    n_holdout: int = DEFAULTS["holdout"]
+    approach1_points: str = DEFAULTS["approach1_points"]
+    curve_skip: float = DEFAULTS["curve_skip"]
+    parametric_grid: Mapping[str, Sequence[float]] | None = None  # None: parametric.DEFAULT_GRID
+
+    def skipped(self, law: str, why: str) -> dict[str, str]:
+        """The entry of a law that could not be fitted, its reason naming experiment and law."""
+        return {"law": law, "skipped": f"experiment {self.experiment!r}, law {law}: {why}"}
 
 
-def exclusions(runs: pd.DataFrame) -> list[dict[str, str]]:
-    """Cells no law may use, each with its reason."""
-    excluded = []
-    for _, row in runs.iterrows():
-        loss = pd.to_numeric(row["val_loss"], errors="coerce")
-        if row["status"] != "ok":
-            reason = f"status is {row['status']!r}"
-        elif not (np.isfinite(loss) and loss > 0):
-            reason = f"val_loss is not a finite positive number ({row['val_loss']})"
-        else:
-            continue
-        excluded.append({"cell": cell_id(row), "reason": reason})
-    return excluded
+def always(runs: pd.DataFrame, has_curves: bool) -> bool:
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Law:
+    """A law's record in ``workflow_scripts.analysis.fit.registry``.
+
+    ``fit(job)`` returns its fits.json entry (with ``skipped`` when it cannot be fitted);
+    ``applies(runs, has_curves)`` whether it is among the laws fitted by default;
+    ``summary(entry)`` the CLI's line for a fitted entry; ``sections`` keys of the entry
+    moved to the top level of fits.json (L(N,D)'s ``compute_optimal``).
+    """
+
+    name: str
+    fit: Callable[[Job], dict[str, Any]]
+    summary: Callable[[dict[str, Any]], str]
+    applies: Callable[[pd.DataFrame, bool], bool] = always
+    sections: tuple[str, ...] = ()
+
+
+def allocation_summary(result: dict[str, Any]) -> str:
+    """The CLI's line of a law of the compute-optimal allocation (approaches 1 and 2)."""
+    return f"N_opt ~ C^{result['a']:.3f} {result['ci'].get('a')}, D_opt ~ C^{result['b']:.3f}"
 
 
 def budgets(runs: pd.DataFrame) -> np.ndarray:
@@ -60,28 +86,6 @@ def is_isoflop(runs: pd.DataFrame) -> bool:
     """Whether the cells are an IsoFLOP grid: every cell has a planned compute budget."""
     values = budgets(runs)
     return bool(len(runs)) and bool(np.all(np.isfinite(values) & (values > 0)))
-
-
-def applies(law: str, runs: pd.DataFrame, has_curves: bool) -> bool:
-    """Whether a law is of a kind the cells can give (the default list): isoflop to an IsoFLOP grid,
-    L(N,S) to cells with learning curves, approach1 to curves or to two models with two data sizes."""
-    if law == "isoflop":
-        return is_isoflop(runs)
-    if law in CURVE_LAWS:
-        return has_curves
-    if law == "approach1":
-        return has_curves or int((runs.groupby("N_nonembedding")["D"].nunique() >= 2).sum()) >= 2
-    return True
-
-
-def requested(runs: pd.DataFrame, laws, has_curves: bool = False) -> list[str]:
-    """The laws to fit, in ``LAWS`` order: those named, or by default all that apply (``applies``)."""
-    if laws is None:
-        laws = [law for law in LAWS if applies(law, runs, has_curves)]
-    unknown = sorted(set(laws) - set(LAWS))
-    if unknown:
-        raise ValueError(f"unknown law(s) {', '.join(unknown)}; expected some of {', '.join(LAWS)}")
-    return [law for law in LAWS if law in laws]
 
 
 def frontier(usable: pd.DataFrame) -> pd.DataFrame:
@@ -102,17 +106,6 @@ def frontier(usable: pd.DataFrame) -> pd.DataFrame:
     on = cells[cells["loss"].to_numpy() < best_before]
     keep = pd.MultiIndex.from_frame(usable[CELL_KEYS]).isin(pd.MultiIndex.from_frame(on[CELL_KEYS]))
     return usable[keep]
-
-
-def single_cells(law: str, usable: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
-    """(cells, x column, how they were selected) of a single-variable law."""
-    x_col, fixed_col = SINGLE[law]
-    if law == "L(C)":
-        return frontier(usable), x_col, "the compute-efficient frontier (no cheaper cell has a lower loss)"
-    if usable.empty:
-        return usable, x_col, "no usable cells"
-    fixed = usable[fixed_col].max()
-    return usable[usable[fixed_col] == fixed], x_col, f"{fixed_col} = {fixed:.0f}"
 
 
 def split_largest_compute(cells: pd.DataFrame, n_holdout: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -144,49 +137,23 @@ def extrapolation(cells: pd.DataFrame, refit: Callable[[pd.DataFrame], Any],
         return {**head, "skipped": f"without the {n_holdout} largest compute value(s): the refit "
                 f"diverged ({', '.join(f'{k}={v:.3g}' for k, v in params.items())})"}
     rel = (predicted - actual) / actual
-    rows = [{"cell": cell_id(row), "C": float(row["C"]), "actual": float(a), "predicted": float(p),
+    rows = [{"cell": cell, "C": float(c), "actual": float(a), "predicted": float(p),
              "relative_error": float(r)}
-            for (_, row), a, p, r in zip(held.iterrows(), actual, predicted, rel)]
+            for cell, c, a, p, r in zip(cell_ids(held), held["C"], actual, predicted, rel)]
     return {**head, "params": params, "held_out": rows,
             "mean_abs_relative_error": float(np.mean(np.abs(rel)))}
 
 
-def power_law(params: dict[str, float], x) -> np.ndarray:
-    """L = E + A·x^(−α)."""
-    return params["E"] + params["A"] * np.asarray(x, dtype=float) ** -params["alpha"]
-
-
-def parametric_law(params: dict[str, float], n, d) -> np.ndarray:
-    """L = E + A/N^α + B/D^β (Hoffmann et al. 2022, Eq. 2)."""
-    n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
-    return params["E"] + params["A"] * n ** -params["alpha"] + params["B"] * d ** -params["beta"]
-
-
-def isoflop_entry(usable: pd.DataFrame, excluded: list, experiment: str, n_boot: int, seed: int,
-                  level: float) -> dict[str, Any]:
-    """The isoflop entry of fits.json: Chinchilla's approach 2 over the planned budgets."""
-    law = "isoflop"
-    if usable.empty or not is_isoflop(usable):
-        return {"law": law, "skipped": f"experiment {experiment!r}, law {law}: the usable cells are not an "
-                "IsoFLOP grid (experiment.compute_budgets)"}
-    iso = fit_isoflops(usable["N_nonembedding"], budgets(usable), usable["val_loss"], n_boot=n_boot,
-                       seed=seed, level=level)
-    iso = {k: v for k, v in iso.items() if k != "samples"}
-    if "skipped" in iso:
-        return {**iso, "law": law, "skipped": f"experiment {experiment!r}, law {law}: {iso['skipped']}"}
-    return {"law": law, "x": ["N_nonembedding", "C budget"], "y": "val_loss", **iso,
-            "cells_used": [cell_id(r) for _, r in usable.iterrows()], "cells_excluded": excluded}
-
-
-def law_entry(head, selection, fit, cells, excluded, n_boot, level, warnings, needed) -> dict[str, Any]:
+def law_entry(head, selection, fit, cells, job: Job, warnings, needed) -> dict[str, Any]:
     """A fitted law's entry of fits.json, with the warnings every law shares."""
-    if fit["n_bootstrap_failed"] > n_boot / 2:
-        warnings.append(f"{fit['n_bootstrap_failed']} of {n_boot} bootstrap resamples had too few {needed}")
+    if fit["n_bootstrap_failed"] > job.n_boot / 2:
+        warnings.append(f"{fit['n_bootstrap_failed']} of {job.n_boot} bootstrap resamples had too few "
+                        f"{needed}")
     if fit["best_start_on_grid_edge"]:
         warnings.append("the best start lies on the edge of the initialisation grid: widen it")
-    return {**head, "selection": selection, "params": fit["params"], "ci": fit["ci"], "ci_level": level,
-            "n_bootstrap": n_boot, "n_bootstrap_failed": fit["n_bootstrap_failed"],
+    return {**head, "selection": selection, "params": fit["params"], "ci": fit["ci"], "ci_level": job.level,
+            "n_bootstrap": job.n_boot, "n_bootstrap_failed": fit["n_bootstrap_failed"],
             "goodness": fit["goodness"],
             "best_start_on_grid_edge": fit["best_start_on_grid_edge"], "best_start": fit["best_start"],
-            "cells_used": [cell_id(r) for _, r in cells.iterrows()], "cells_excluded": excluded,
+            "cells_used": list(cell_ids(cells)), "cells_excluded": job.excluded,
             "warnings": warnings}

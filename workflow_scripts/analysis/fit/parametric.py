@@ -6,7 +6,9 @@ logsumexp(a − α log N, b − β log D, e) is minimised with L-BFGS-B from eve
 full grid; bootstrap intervals resample cells (rows sharing N and D, i.e. seeds) whole.
 With C = 6ND, the loss-minimising allocation is N_opt = G (C/6)^a, D_opt = G⁻¹ (C/6)^b
 with a = β/(α+β), b = α/(α+β) and G = (αA/(βB))^(1/(α+β)) (Hoffmann et al., Eq. 4).
-``fit_table`` fits any table's columns (the ``--table`` mode of ``workflow_scripts.analysis.fit.experiment``).
+``entry`` is the law's fits.json entry over every usable cell, with the allocation as the
+file's ``compute_optimal``; ``fit_table`` fits any table's columns (the ``--table`` mode of
+``workflow_scripts.analysis.fit.experiment``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.analysis.fit import huber as hf
-from workflow_scripts.io import atomic_write_json, provenance
+from workflow_scripts.analysis.fit import laws
+from workflow_scripts.analysis.fit import quality
 from workflow_scripts.analysis.fit.isoflops import fit_isoflops
+from workflow_scripts.io import atomic_write_json, provenance
+
+LAW = "L(N,D)"
 
 # θ's layout in the engine: (a_N, a_D, α_N, α_D, e).
 NAMES = ("a", "b", "alpha", "beta", "e")
@@ -34,6 +40,12 @@ DEFAULT_GRID = {
 MIN_CELLS = 5
 PARAMS = ("E", "A", "B", "alpha", "beta")
 OPTIMAL = ("a", "b", "G")
+
+
+def law(params: dict[str, float], n, d) -> np.ndarray:
+    """L = E + A/N^α + B/D^β (Hoffmann et al. 2022, Eq. 2)."""
+    n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
+    return params["E"] + params["A"] * n ** -params["alpha"] + params["B"] * d ** -params["beta"]
 
 
 def params_of(theta: np.ndarray) -> dict[str, float]:
@@ -76,9 +88,9 @@ def _identifiable(n: np.ndarray, d: np.ndarray):
     return valid
 
 
-def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = 0, level: float = 0.95,
-                   grid: dict[str, Sequence[float]] | None = None, delta: float = hf.HUBER_DELTA,
-                   n_polish: int = 1) -> dict[str, Any]:
+def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
+                   level: float = laws.DEFAULTS["level"], grid: dict[str, Sequence[float]] | None = None,
+                   delta: float = hf.HUBER_DELTA, n_polish: int = 1) -> dict[str, Any]:
     """Fit L(N, D) = E + A/N^α + B/D^β from every grid start; bootstrap ``n_boot`` resamples.
 
     Returns ``params``, ``compute_optimal`` {a, b, G}, ``best_start_on_grid_edge`` (no
@@ -119,6 +131,45 @@ def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = 0, leve
             "n_bootstrap_failed": failed, "samples": samples}
 
 
+def entry(job: laws.Job) -> dict[str, Any]:
+    """The L(N,D) entry of fits.json over every usable cell, holding under ``compute_optimal``
+    the allocation it implies (or why it was skipped)."""
+    usable = job.usable
+    try:
+        check_points(usable["N_nonembedding"], usable["D"], usable["val_loss"])
+    except ValueError as why:
+        skipped = job.skipped(LAW, f"usable cells: {why}")
+        return {**skipped, "compute_optimal": dict(skipped)}
+    head = {"law": LAW, "form": "L = E + A * N^-alpha + B * D^-beta", "x": ["N_nonembedding", "D"],
+            "y": "val_loss"}
+    n, d, loss = usable["N_nonembedding"], usable["D"], usable["val_loss"]
+    fit = fit_parametric(n, d, loss, n_boot=job.n_boot, seed=job.seed, level=job.level,
+                         grid=job.parametric_grid)
+    ci = fit.get("ci", {})
+    # Residual signs ordered along compute C = 6ND, the axis the law is extrapolated along.
+    goodness = {**fit["goodness"], **quality.residual_record(
+        usable["C"].to_numpy(float), np.log(loss.to_numpy(float)), np.log(law(fit["params"], n, d)))}
+    fit = {**fit, "goodness": goodness, "ci": {k: ci.get(k) for k in PARAMS},
+           "n_bootstrap_failed": fit.get("n_bootstrap_failed", 0)}
+    result = laws.law_entry(head, "all usable cells", fit, usable, job, [], "distinct N, D or cells")
+    result["extrapolation"] = laws.extrapolation(
+        usable, lambda kept: fit_parametric(kept["N_nonembedding"], kept["D"], kept["val_loss"],
+                                            grid=job.parametric_grid)["params"],
+        lambda params, held: law(params, held["N_nonembedding"], held["D"]), job.n_holdout)
+    result["compute_optimal"] = {"law": LAW, "form": "N_opt = G * (C/6)^a, D_opt = (C/6)^b / G, C = 6ND",
+                                 **fit["compute_optimal"], "ci": {k: ci.get(k) for k in OPTIMAL},
+                                 "ci_level": job.level}
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    cells = len(result["cells_used"])
+    return f"{describe(result['params'], result['ci'], result['ci_level'])} ({cells} cells)"
+
+
+REGISTERED = laws.Law(LAW, entry, summary, sections=("compute_optimal",))
+
+
 def describe(params: dict[str, float], ci: dict[str, Any] | None, level: float) -> str:
     """One line: the parameters and the exponents' intervals."""
     ci = ci or {}
@@ -146,8 +197,8 @@ def read_table(path, columns: dict[str, str]) -> pd.DataFrame:
     return table
 
 
-def fit_table(table: pd.DataFrame, n: str, d: str, loss: str, c: str | None = None, n_boot: int = 1000,
-              seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+def fit_table(table: pd.DataFrame, n: str, d: str, loss: str, c: str | None, n_boot: int, seed: int,
+              level: float) -> dict[str, Any]:
     """fits.json content for any table: ``parametric`` (flat parameters, ``ci``, grid flag),
     ``compute_optimal`` {a, b, G, ci} and, given a compute column, ``isoflops`` (approach 2)."""
     fit = fit_parametric(table[n], table[d], table[loss], n_boot=n_boot, seed=seed, level=level)
@@ -170,8 +221,8 @@ def fit_table(table: pd.DataFrame, n: str, d: str, loss: str, c: str | None = No
     return fits
 
 
-def write_table_fits(path, out, n: str, d: str, loss: str, c: str | None = None, n_boot: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+def write_table_fits(path, out, n: str, d: str, loss: str, c: str | None, n_boot: int, seed: int,
+                     level: float) -> dict[str, Any]:
     """Read the table, fit it, write fits.json atomically with provenance."""
     columns = {"n": n, "d": d, "loss": loss, **({"c": c} if c else {})}
     fits = fit_table(read_table(path, columns), n, d, loss, c, n_boot, seed, level)

@@ -6,10 +6,16 @@ minimising the summed Huber loss (δ = 1e-3) of the log residuals with L-BFGS-B 
 start of a grid (``workflow_scripts.analysis.fit.huber``); without the irreducible term E the law is a
 line in log-log space, fitted by least squares (Kaplan et al. 2020, Eq. 1.1). Intervals
 resample groups of points (cells) with replacement.
+
+The laws L(N) at the largest D, L(D) at the largest N and L(C) on the compute-efficient
+frontier (Kaplan et al. 2020, Eq. 1.1-1.3, on non-embedding parameters) are this form; their
+fits.json entries are ``entry``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from typing import Any, Sequence
 
@@ -17,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit import laws
+from workflow_scripts.analysis.fit import quality
 
 HUBER_DELTA = hf.HUBER_DELTA
 NAMES = ("a", "alpha", "e")  # θ's layout in the engine for one term
@@ -26,6 +34,23 @@ DEFAULT_GRID = {
     "e": tuple(np.arange(-1.0, 1.01, 0.5)),
     "a": tuple(np.arange(0.0, 25.01, 5.0)),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """A single-variable law's x column, and the column held at its largest value (None: the frontier)."""
+
+    x: str
+    fixed: str | None
+
+
+VARIABLES = {"L(N)": Variable("N_nonembedding", "D"), "L(D)": Variable("D", "N_nonembedding"),
+             "L(C)": Variable("C", None)}
+
+
+def law(params: dict[str, float], x) -> np.ndarray:
+    """L = E + A·x^(−α)."""
+    return params["E"] + params["A"] * np.asarray(x, dtype=float) ** -params["alpha"]
 
 
 def _objective(theta: np.ndarray, lx: np.ndarray, ly: np.ndarray, delta: float):
@@ -86,7 +111,8 @@ def fit_power_law(x, y, grid: dict[str, Sequence[float]] | None = None, irreduci
     }
 
 
-def bootstrap_power_law(x, y, groups=None, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+def bootstrap_power_law(x, y, groups=None, n_boot: int = laws.DEFAULTS["bootstrap"],
+                        seed: int = laws.DEFAULTS["seed"], level: float = laws.DEFAULTS["level"],
                         irreducible: bool = True, grid: dict[str, Sequence[float]] | None = None,
                         n_starts: int = 1, delta: float = HUBER_DELTA) -> dict[str, Any]:
     """Percentile intervals for E, A, α from resampling groups (cells) with replacement.
@@ -130,3 +156,53 @@ def bootstrap_power_law(x, y, groups=None, n_boot: int = 1000, seed: int = 0, le
     table = pd.DataFrame(samples, columns=["E", "A", "alpha"], dtype=float)
     ci = hf.percentile_ci(table, level) if len(table) else {k: None for k in table}
     return {"ci": ci, "level": level, "n_bootstrap": n_boot, "n_failed": failed, "samples": table}
+
+
+def single_cells(name: str, usable: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The cells of law ``name`` and how they were selected."""
+    fixed_col = VARIABLES[name].fixed
+    if fixed_col is None:
+        return laws.frontier(usable), "the compute-efficient frontier (no cheaper cell has a lower loss)"
+    if usable.empty:
+        return usable, "no usable cells"
+    fixed = usable[fixed_col].max()
+    return usable[usable[fixed_col] == fixed], f"{fixed_col} = {fixed:.0f}"
+
+
+def entry(name: str, job: laws.Job) -> dict[str, Any]:
+    """The fits.json entry of single-variable law ``name``, on the cells ``single_cells`` selects."""
+    if job.usable.empty:
+        return job.skipped(name, "no usable cells")
+    x_col = VARIABLES[name].x
+    cells, selection = single_cells(name, job.usable)
+    form = f"L = {'E + ' if job.irreducible else ''}A * {name[2]}^-alpha"
+    head = {"law": name, "form": form, "x": x_col, "y": "val_loss"}
+    n_x, need = cells[x_col].nunique(), 3 if job.irreducible else 2
+    if n_x < need:
+        return job.skipped(name, f"only {n_x} distinct {x_col} value(s) among usable cells at {selection} "
+                           f"(need {need})")
+    x, y = cells[x_col].to_numpy(float), cells["val_loss"].to_numpy(float)
+    fit = fit_power_law(x, y, irreducible=job.irreducible)
+    boot = bootstrap_power_law(x, y, groups=x, n_boot=job.n_boot, seed=job.seed, level=job.level,
+                               irreducible=job.irreducible)
+    warnings = []
+    if n_x == need:  # a resample keeping `need` distinct x is the full data again
+        warnings.append(f"only {need} distinct {x_col} values for {need} parameters: "
+                        "the interval understates the uncertainty")
+    goodness = {**fit["goodness"], **quality.residual_record(x, np.log(y), np.log(law(fit["params"], x)))}
+    fit = {**fit, "goodness": goodness, "ci": boot["ci"], "n_bootstrap_failed": boot["n_failed"]}
+    result = laws.law_entry(head, selection, fit, cells, job, warnings, f"distinct {x_col} values")
+    result["extrapolation"] = laws.extrapolation(
+        cells,
+        lambda kept: fit_power_law(kept[x_col], kept["val_loss"], irreducible=job.irreducible)["params"],
+        lambda params, held: law(params, held[x_col]), job.n_holdout)
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    p = result["params"]
+    return (f"E={p['E']:.4g} A={p['A']:.4g} alpha={p['alpha']:.4f} {result['ci_level']:.0%} CI "
+            f"{result['ci']['alpha']} ({len(result['cells_used'])} cells)")
+
+
+REGISTERED = tuple(laws.Law(name, functools.partial(entry, name), summary) for name in VARIABLES)
