@@ -15,8 +15,11 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
-# Working memory of one chunk's arrays; with a worker per core the fit stays well under 2 GB.
-CHUNK_BYTES = 128 * 2 ** 20
+# Working memory of one lockstep chunk's arrays: cache-sized, since the rounds are memory-bound
+# (measured on 2 shared cores: 4 MB chunks ran the 4,500-start grid 1.6-2.3x faster than 128 MB).
+CHUNK_BYTES = 4 * 2 ** 20
+# Blocks of matrix products (grid scores of every start on every resample): BLAS-bound, larger.
+BLOCK_BYTES = 64 * 2 ** 20
 # Chunks per worker when running in parallel: lockstep runs end at their slowest member,
 # so a few chunks per worker even out the load.
 CHUNKS_PER_WORKER = 4
