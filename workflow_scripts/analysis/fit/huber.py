@@ -20,8 +20,6 @@ all rows, which keeps the time linear in rows (tested against the full grid).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import itertools
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -31,11 +29,7 @@ from scipy.optimize import minimize
 
 from workflow_scripts.analysis.fit import chunks
 from workflow_scripts.analysis.fit.chunks import run_chunks, spans
-
-try:  # scipy's L-BFGS-B routine itself (reverse communication, C since scipy 1.15)
-    from scipy.optimize._lbfgsb import setulb as _setulb
-except ImportError:  # pragma: no cover - other scipy versions use the plain loop
-    _setulb = None
+from workflow_scripts.analysis.fit.lockstep import bytes_per_start, lockstep, openblas_thread_controls, setulb
 
 HUBER_DELTA = 1e-3
 # With δ = 1e-3 the summed Huber objective is ~1e-5, far below L-BFGS-B's default ftol
@@ -51,7 +45,7 @@ BOOTSTRAP_RTOL = 1e-8
 # Tables with more rows search the grid on a subsample of this many rows (fixed seed) and
 # polish the subsample's best distinct optima on all rows: the full grid costs
 # 4,500 starts × ~140 evaluations × rows, which at 100,000 rows is hours.
-SCREEN_ROWS, SCREEN_OPTIMA, SCREEN_SEED = 1000, 8, 0
+SCREEN_ROWS, SCREEN_OPTIMA, SCREEN_SEED = 500, 8, 0
 
 
 def bootstrap_options(objective_value: float, rtol: float) -> dict[str, float]:
@@ -130,29 +124,6 @@ def grid_starts(grid: dict[str, Sequence[float]], names: Sequence[str]) -> tuple
     return starts, edge
 
 
-@functools.cache
-def _openblas_thread_controls() -> tuple:
-    """(get, set) thread-count functions of every OpenBLAS loaded in this process (Linux; else none)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        return ()
-    controls = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", ""):
-            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None)
-            put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None)
-            if get and put:
-                controls.append((get, put))
-                break
-    return tuple(controls)
-
-
 @contextlib.contextmanager
 def one_blas_thread():
     """OpenBLAS on one thread inside the block, restored after.
@@ -160,7 +131,7 @@ def one_blas_thread():
     scipy's L-BFGS-B routine calls BLAS on vectors of five numbers; with OpenBLAS free to
     use every core, the fit of the default study ran 10x slower (measured on 2 cores).
     """
-    controls = _openblas_thread_controls()
+    controls = openblas_thread_controls()
     before = [get() for get, _ in controls]
     for _, put in controls:
         put(1)
@@ -191,62 +162,16 @@ def multistart(lx, ly, w, starts: np.ndarray, delta: float = HUBER_DELTA, option
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def bytes_per_start(lx) -> int:
-    """Bytes one start takes in a ``batch_objective`` call: its (k, n) and (n,) temporaries."""
-    lx = np.asarray(lx)
-    k, n = (1, lx.size) if lx.ndim == 1 else lx.shape[-2:]
-    return 8 * n * (5 * k + 12)
-
-
 def _polish(lx, ly, w, starts, delta, options, batch):
     with one_blas_thread():
-        if _setulb is None:  # another scipy: the plain loop
+        if setulb is None:  # another scipy: the plain loop
             return _multistart_loop(lx, ly, w, starts, delta, options, batch)
-        return _lockstep(lx, ly, w, starts, delta, options, batch)
+        return lockstep(lx, ly, w, starts, delta, options, batch)
 
 
 def _multistart_chunk(payload, lo: int, hi: int):
     lx, ly, w, starts, delta, options, batch = payload
     return _polish(lx, ly, w[lo:hi] if w.ndim == 2 else w, starts[lo:hi], delta, options, batch)
-
-
-def _lockstep(lx, ly, w, starts, delta, options, batch=batch_objective):
-    per_start = w.ndim == 2  # a row of weights per start (one bootstrap resample each)
-    n_starts, n = starts.shape
-    m, maxls = 10, 20  # scipy's defaults (maxcor, maxls)
-    factr, pgtol = options["ftol"] / np.finfo(float).eps, options["gtol"]
-    maxiter, maxfun = options["maxiter"], options.get("maxfun", 15000)
-    x = [row.copy() for row in starts]
-    lower, upper, nbd = np.zeros(n), np.zeros(n), np.zeros(n, np.int32)  # no bounds
-    # Per start, the work arrays scipy's driver allocates: wa, iwa, task, lsave, isave, dsave, ln_task.
-    state = [(np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m), np.zeros(3 * n, np.int32),
-              np.zeros(2, np.int32), np.zeros(4, np.int32), np.zeros(44, np.int32), np.zeros(29),
-              np.zeros(2, np.int32)) for _ in range(n_starts)]
-    f, g = np.zeros(n_starts), np.zeros((n_starts, n))
-    nit, nfev = np.zeros(n_starts, int), np.zeros(n_starts, int)
-    pending = range(n_starts)
-    while len(pending):
-        ask = []
-        for i in pending:  # advance each start until it asks for f and g at a new x, or stops
-            wa, iwa, task, lsave, isave, dsave, ln_task = state[i]
-            while True:
-                _setulb(m, x[i], lower, upper, nbd, f[i], g[i], factr, pgtol, wa, iwa, task, lsave, isave,
-                        dsave, maxls, ln_task)
-                if task[0] == 3:  # evaluate f, g at x
-                    ask.append(i)
-                    break
-                if task[0] != 1:  # converged, or stopped
-                    break
-                nit[i] += 1  # a new iterate: the stopping rules of scipy's driver
-                if nit[i] >= maxiter or nfev[i] > maxfun:
-                    task[0], task[1] = 5, 504
-        if ask:
-            f[ask], g[ask] = batch(np.array([x[i] for i in ask]), lx, ly, w[ask] if per_start else w, delta)
-            nfev[ask] += 1
-        pending = ask
-    thetas = np.array(x)
-    ok = np.all(np.isfinite(thetas), axis=1) & np.isfinite(f)
-    return thetas, np.where(ok, f, np.inf)
 
 
 def _multistart_loop(lx, ly, w, starts: np.ndarray, delta: float, options: dict, batch=batch_objective):
@@ -292,7 +217,8 @@ def screened_fit(lx, ly, starts, edge, delta: float = HUBER_DELTA, form: Form = 
     subsample's SCREEN_OPTIMA best distinct optima polished on all rows, the best kept.
 
     ``thetas`` and ``losses`` are those polished optima on all rows; ``start`` is the first
-    interior grid start that reached, on the subsample, the optimum that won on all rows.
+    interior grid start that reached, on the subsample, the optimum that won on all rows;
+    ``screen`` the subsample's rows, on which the bootstrap also scores the grid.
     """
     rows = np.sort(np.random.default_rng(SCREEN_SEED).choice(ly.size, screen_rows, replace=False))
     lx = np.asarray(lx)
@@ -308,7 +234,7 @@ def screened_fit(lx, ly, starts, edge, delta: float = HUBER_DELTA, form: Form = 
     reached = np.abs(sub_losses - origin) <= max(TIE_RTOL * origin, TIE_ATOL)
     start = int(np.flatnonzero(reached & ~edge)[0]) if np.any(reached & ~edge) else int(picked[best])
     return {"theta": thetas[best], "objective": float(losses[best]), "start": start,
-            "on_edge": bool(edge[start]), "thetas": thetas, "losses": losses}
+            "on_edge": bool(edge[start]), "thetas": thetas, "losses": losses, "screen": rows}
 
 
 def distinct_indices(thetas: np.ndarray, losses: np.ndarray, k: int) -> np.ndarray:
@@ -366,7 +292,7 @@ def bootstrap_grid(lx, ly, groups, starts, full: dict[str, Any], n_boot: int, se
 
     Each resample is polished from the ``n_basins`` distinct optima of the exact full-data
     fit ``full`` and from the ``n_polish`` grid starts with the lowest objective on that
-    resample; the grid's objectives are products of the resample weights with matrices of
+    resample (on the rows of ``full["screen"]`` if the fit was screened); the grid's objectives are products of the resample weights with matrices of
     per-point Huber losses at the starts. Resamples are polished in lockstep, in chunks of
     bounded memory, in ``workers`` processes. ``valid(mask)`` says whether the points drawn
     can identify the law.
@@ -379,8 +305,10 @@ def bootstrap_grid(lx, ly, groups, starts, full: dict[str, Any], n_boot: int, se
     seeds = full["thetas"][distinct_indices(full["thetas"], full["losses"], n_basins)]
     per_resample = np.broadcast_to(seeds, (len(counts), *seeds.shape))
     n_polish = min(n_polish, len(starts))
-    if n_polish:
-        scores = grid_scores(lx, ly, starts, counts, inverse, delta, form, workers)  # (resamples, starts)
+    if n_polish:  # a screened fit scores the grid on its subsample, as it searched it there
+        rows = full.get("screen", slice(None))
+        scores = grid_scores(np.asarray(lx)[..., rows], ly[rows], starts, counts, inverse[rows], delta, form,
+                             workers)  # (resamples, starts)
         top = np.argpartition(scores, n_polish - 1, axis=1)[:, :n_polish]
         per_resample = np.concatenate([per_resample, starts[top]], axis=1)
     n_each = per_resample.shape[1]
