@@ -71,13 +71,16 @@ def measure(rows: int, n_boot: int, workers: int, old: bool) -> dict:
     if old:  # the engine before chunking: one array for every start, the full grid on all rows
         chunks.CHUNK_BYTES = chunks.BLOCK_BYTES = 2 ** 62
     clock: dict[str, float] = {}
-    hf.fit_grid, hf.bootstrap_grid = timed("grid", hf.fit_grid, clock), timed("boot", hf.bootstrap_grid, clock)
+    hf.fit_grid = timed("grid", hf.fit_grid, clock)
+    hf.bootstrap_grid = timed("boot", hf.bootstrap_grid, clock)
     n, d, loss = draw_points(rows)
-    fit = fit_parametric(n, d, loss, n_boot=n_boot, workers=workers, screen_rows=None if old else hf.SCREEN_ROWS)
+    fit = fit_parametric(n, d, loss, n_boot=n_boot, workers=workers,
+                         screen_rows=None if old else hf.SCREEN_ROWS)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"rows": rows, "n_boot": n_boot, "workers": workers, "old": old, "grid_s": clock["grid"],
-            "grid_cpu": clock["grid_cpu"], "boot_s": clock.get("boot", 0.0), "boot_cpu": clock.get("boot_cpu", 0.0),
+            "grid_cpu": clock["grid_cpu"], "boot_s": clock.get("boot", 0.0),
+            "boot_cpu": clock.get("boot_cpu", 0.0),
             "peak_mb": peak, "worker_mb": worker,
             "alpha": fit["params"]["alpha"], "beta": fit["params"]["beta"], "E": fit["params"]["E"]}
 
@@ -87,8 +90,10 @@ def in_child(rows: int, n_boot: int, workers: int, old: bool = False) -> dict:
                          cwd=REPO, check=True, capture_output=True, text=True).stdout
     m = json.loads(out.splitlines()[-1])
     print(f"  {'old' if old else 'ours'} {rows:>7,} rows, {workers} worker(s): grid {m['grid_s']:7.1f} s "
-          f"({m['grid_cpu']:.1f} CPU s), {n_boot} resamples {m['boot_s']:6.1f} s ({m['boot_cpu']:.1f} CPU s), peak {m['peak_mb']:6.0f} MB (largest worker "
-          f"{m['worker_mb']:4.0f} MB); E={m['E']:.4f} alpha={m['alpha']:.4f} beta={m['beta']:.4f}", flush=True)
+          f"({m['grid_cpu']:.1f} CPU s), {n_boot} resamples {m['boot_s']:6.1f} s "
+          f"({m['boot_cpu']:.1f} CPU s), "
+          f"peak {m['peak_mb']:6.0f} MB (largest worker {m['worker_mb']:4.0f} MB); "
+          f"E={m['E']:.4f} alpha={m['alpha']:.4f} beta={m['beta']:.4f}", flush=True)
     return m
 
 
@@ -153,10 +158,12 @@ def main() -> None:
         # Bootstrap time scaled by b / --bootstrap whole: its fixed part (grid scores) too, so an upper bound.
         boot0, boot1 = line(sizes, [m["boot" + (clock or "_s")] / args.bootstrap for m in big])
         grid, boot = grid0 + grid1 * t, (boot0 + boot1 * t) * b
-        print(f"ours at {t:,} rows with {b:,} resamples, {args.workers} workers, extrapolated linearly in rows "
+        print(f"ours at {t:,} rows with {b:,} resamples, {args.workers} workers, extrapolated linearly "
+              f"in rows "
               f"and resamples: {'wall' if not clock else 'CPU'} grid {grid:.0f} s + bootstrap {boot:.0f} s = "
               f"{grid + boot:.0f} s ({(grid + boot) / 60:.1f} min)"
-              + (f", i.e. {(grid + boot) / 60 / args.workers:.1f} min wall on {args.workers} free cores" if clock else ""))
+              + (f", i.e. {(grid + boot) / 60 / args.workers:.1f} min wall on {args.workers} free cores"
+                 if clock else ""))
     mem0, mem1 = line(sizes, [m["peak_mb"] for m in big])
     # Measured with fewer resamples: add the rest's draw counts (1 byte per row) and grid scores.
     extra_mb = (b - args.bootstrap) * (t + 8 * len(hf.grid_starts(DEFAULT_GRID, NAMES)[0])) / 2 ** 20
@@ -164,8 +171,9 @@ def main() -> None:
           f"{max(m['worker_mb'] for m in ours):.0f} MB")
     first = ours[0]
     print(f"parallel speed-up at {first['rows']:,} rows (wall, on this machine as loaded now): grid "
-          f"{serial['grid_s'] / first['grid_s']:.2f}x, bootstrap {serial['boot_s'] / max(first['boot_s'], 1e-9):.2f}x "
-          f"with {args.workers} workers; CPU seconds parallel/serial {first['grid_cpu'] / serial['grid_cpu']:.2f}, "
+          f"{serial['grid_s'] / first['grid_s']:.2f}x, bootstrap "
+          f"{serial['boot_s'] / max(first['boot_s'], 1e-9):.2f}x with {args.workers} workers; CPU seconds "
+          f"parallel/serial {first['grid_cpu'] / serial['grid_cpu']:.2f}, "
           f"{first['boot_cpu'] / max(serial['boot_cpu'], 1e-9):.2f}")
     if old:
         o0, o1 = line([m["rows"] for m in old], [m["grid_s"] for m in old])

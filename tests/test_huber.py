@@ -9,6 +9,7 @@ import pytest
 from conftest import SMALL_GRID
 from workflow_scripts.analysis.fit import chunks
 from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit.lockstep import bytes_per_start
 from workflow_scripts.analysis.fit.parametric import DEFAULT_GRID, NAMES, fit_parametric
 
 MISFITTING = Path(__file__).resolve().parents[2] / "shared" / "data" / "misfitting_final_runs.csv"
@@ -20,8 +21,8 @@ def chinchilla_table(n_rows, seed=0, sigma=0.01):
     rng = np.random.default_rng(seed)
     n, d = 10 ** rng.uniform(7, 10, n_rows), 10 ** rng.uniform(9, 12, n_rows)
     c = CHINCHILLA
-    loss = (c["E"] + c["A"] / n ** c["alpha"] + c["B"] / d ** c["beta"]) * np.exp(rng.normal(0, sigma, n_rows))
-    return n, d, loss
+    loss = c["E"] + c["A"] / n ** c["alpha"] + c["B"] / d ** c["beta"]
+    return n, d, loss * np.exp(rng.normal(0, sigma, n_rows))
 
 
 def assert_same_fit(a, b, rel=0.0):
@@ -50,7 +51,8 @@ def test_chunks_and_workers_do_not_change_the_numbers(monkeypatch):
     groups = np.round(np.log(n))  # coarse groups: resamples draw several rows together
     one = fit_parametric(n, d, loss, groups=groups, n_boot=40, seed=3, grid=SMALL_GRID)
     monkeypatch.setattr(chunks, "CHUNK_BYTES", 50_000)  # a few starts or resamples per chunk
-    assert len(chunks.spans(len(hf.grid_starts(SMALL_GRID, NAMES)[0]), hf.bytes_per_start(np.ones((2, 60))))) > 20
+    n_starts = len(hf.grid_starts(SMALL_GRID, NAMES)[0])
+    assert len(chunks.spans(n_starts, bytes_per_start(np.ones((2, 60))))) > 20
     many = fit_parametric(n, d, loss, groups=groups, n_boot=40, seed=3, grid=SMALL_GRID)
     parallel = fit_parametric(n, d, loss, groups=groups, n_boot=40, seed=3, grid=SMALL_GRID, workers=2)
     for other in (many, parallel):

@@ -187,7 +187,8 @@ def _multistart_loop(lx, ly, w, starts: np.ndarray, delta: float, options: dict,
 
 
 def fit_grid(lx, ly, starts: np.ndarray, edge: np.ndarray, delta: float = HUBER_DELTA,
-             form: Form = SUM_OF_POWERS, workers: int = 1, screen_rows: int | None = SCREEN_ROWS) -> dict[str, Any]:
+             form: Form = SUM_OF_POWERS, workers: int = 1,
+             screen_rows: int | None = SCREEN_ROWS) -> dict[str, Any]:
     """The exact fit: every start polished on the data, the best optimum kept.
 
     ``start`` is the index of the start reported as the best one: an interior start that
@@ -222,7 +223,8 @@ def screened_fit(lx, ly, starts, edge, delta: float = HUBER_DELTA, form: Form = 
     """
     rows = np.sort(np.random.default_rng(SCREEN_SEED).choice(ly.size, screen_rows, replace=False))
     lx = np.asarray(lx)
-    sub_thetas, sub_losses = multistart(lx[..., rows], ly[rows], 1.0, starts, delta, form=form, workers=workers)
+    sub_thetas, sub_losses = multistart(lx[..., rows], ly[rows], 1.0, starts, delta, form=form,
+                                        workers=workers)
     _best(sub_losses)
     picked = distinct_indices(sub_thetas, sub_losses, SCREEN_OPTIMA)
     thetas, losses = multistart(lx, ly, 1.0, sub_thetas[picked], delta, form=form, workers=workers)
@@ -292,10 +294,10 @@ def bootstrap_grid(lx, ly, groups, starts, full: dict[str, Any], n_boot: int, se
 
     Each resample is polished from the ``n_basins`` distinct optima of the exact full-data
     fit ``full`` and from the ``n_polish`` grid starts with the lowest objective on that
-    resample (on the rows of ``full["screen"]`` if the fit was screened); the grid's objectives are products of the resample weights with matrices of
-    per-point Huber losses at the starts. Resamples are polished in lockstep, in chunks of
-    bounded memory, in ``workers`` processes. ``valid(mask)`` says whether the points drawn
-    can identify the law.
+    resample (on the rows of ``full["screen"]`` if the fit was screened); the grid's
+    objectives are products of the resample weights with matrices of per-point Huber losses
+    at the starts. Resamples are polished in lockstep, in chunks of bounded memory, in
+    ``workers`` processes. ``valid(mask)`` says whether the points drawn can identify the law.
     """
     counts, inverse = resample_counts(groups, n_boot, seed)
     usable = np.array([valid(row[inverse] > 0) for row in counts], dtype=bool).reshape(n_boot)
@@ -318,8 +320,8 @@ def bootstrap_grid(lx, ly, groups, starts, full: dict[str, Any], n_boot: int, se
     # rows have weight 0): the same numbers whatever the chunking, a third less work.
     alone = per_item > chunks.CHUNK_BYTES
     parts = run_chunks(_bootstrap_chunk, spans(len(counts), per_item, workers),
-                       (lx, ly, counts, inverse, per_resample, delta, {**LBFGS_OPTIONS, **options}, form.batch,
-                        alone), workers)
+                       (lx, ly, counts, inverse, per_resample, delta, {**LBFGS_OPTIONS, **options},
+                        form.batch, alone), workers)
     thetas, losses = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     losses = losses.reshape(len(counts), n_each)
     best = np.argmin(losses, axis=1)

@@ -48,7 +48,8 @@ def read_fit_table(path, columns: dict[str, str]) -> pd.DataFrame:
     try:
         table = pd.read_csv(path)
     except UnicodeDecodeError as err:
-        raise ValueError(f"table {path} is not UTF-8 text (offset {err.start}); expected a CSV text file") from None
+        raise ValueError(f"table {path} is not UTF-8 text (offset {err.start}); "
+                         "expected a CSV text file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"table {path} could not be read as CSV: {reason}") from None
@@ -81,8 +82,9 @@ def check_fit_table(n, d, loss, n_params: int = 5, names: Sequence[str] = ("N", 
                          "scaling to fit; expected losses that vary with N and D")
     for name, values, other in ((n_name, n, d_name), (d_name, d, n_name)):
         if np.unique(values).size == 1:
-            raise ValueError(f"{name} takes one value ({values[0]:g}) in all {values.size} rows: its exponent "
-                             f"cannot be fitted; need at least 2 distinct {name} (or fit a law of {other} alone)")
+            raise ValueError(f"{name} takes one value ({values[0]:g}) in all {values.size} rows: its "
+                             f"exponent cannot be fitted; need at least 2 distinct {name} "
+                             f"(or fit a law of {other} alone)")
     cells = np.unique(np.column_stack([n, d]), axis=0).shape[0]
     if cells < n_params:
         raise ValueError(f"the table has {cells} distinct ({n_name}, {d_name}) cells, fewer than the law's "
