@@ -90,7 +90,8 @@ def _identifiable(n: np.ndarray, d: np.ndarray):
 
 def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
                    level: float = laws.DEFAULTS["level"], grid: dict[str, Sequence[float]] | None = None,
-                   delta: float = hf.HUBER_DELTA, n_polish: int = 1) -> dict[str, Any]:
+                   delta: float = hf.HUBER_DELTA, n_polish: int = 1, workers: int = 1,
+                   screen_rows: int | None = hf.SCREEN_ROWS) -> dict[str, Any]:
     """Fit L(N, D) = E + A/N^α + B/D^β from every grid start; bootstrap ``n_boot`` resamples.
 
     Returns ``params``, ``compute_optimal`` {a, b, G}, ``best_start_on_grid_edge`` (no
@@ -98,12 +99,14 @@ def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DE
     and with ``n_boot`` > 0 ``ci`` (percentile intervals of every parameter and of a, b, G),
     ``ci_level``, ``n_bootstrap``, ``n_bootstrap_failed`` and the bootstrap ``samples``.
     Groups default to the (N, D) cell: the seeds of one cell are drawn together.
+    ``workers`` processes share the grid and the resamples; above ``screen_rows`` rows the
+    grid is searched on a subsample (``workflow_scripts.analysis.fit.huber.screened_fit``).
     """
     hf.check_level(level, n_boot)
     n, d, loss = check_points(n, d, loss)
     lx, ly = np.log(np.vstack([n, d])), np.log(loss)
     starts, edge = hf.grid_starts(DEFAULT_GRID if grid is None else grid, NAMES)
-    full = hf.fit_grid(lx, ly, starts, edge, delta)
+    full = hf.fit_grid(lx, ly, starts, edge, delta, workers=workers, screen_rows=screen_rows)
     params = params_of(full["theta"])
     result = {
         "params": params,
@@ -118,7 +121,7 @@ def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DE
     if len(groups) != n.size:
         raise ValueError(f"groups has {len(groups)} entries for {n.size} points")
     thetas, failed = hf.bootstrap_grid(lx, ly, groups, starts, full, n_boot, seed, _identifiable(n, d), delta,
-                                       n_polish=n_polish)
+                                       n_polish=n_polish, workers=workers)
     rows = []
     for theta in thetas:
         p = params_of(theta)
