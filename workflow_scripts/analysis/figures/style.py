@@ -109,6 +109,11 @@ def optimal_loss(ax, fits: dict) -> None:
         ax.axhline(fits["optimal_loss"], ls=":", color="0.3", lw=1.2, label="optimal loss (generator)")
 
 
+def wrap(text: str, width: int = 52) -> str:
+    """A long legend entry (a law with its verdict and reason) over several lines."""
+    return textwrap.fill(text, width, subsequent_indent="  ")
+
+
 def not_available(ax, why: str, width: int = 40) -> None:
     """Say in the panel why it is empty (and keep the panel from showing meaningless ticks)."""
     # fits.json's reasons start "experiment 'x', law L(N): "; the title already says both.
