@@ -20,7 +20,7 @@ from workflow_scripts.analysis.law_summary import interval_text, verdict_note
 def accuracy_frontier(cells: pd.DataFrame) -> pd.DataFrame:
     """Cells (seed means, columns C and accuracy) that no cheaper cell beats in accuracy, by C.
 
-    The accuracy counterpart of ``laws.frontier``: higher is better, so a cell is on it when its
+    The accuracy counterpart of ``workflow_scripts.analysis.fit.laws.frontier``: higher is better, so a cell is on it when its
     accuracy exceeds the best of every cell of lower compute.
     """
     cells = cells.sort_values(["C", "accuracy"], ascending=[True, False], kind="stable")
