@@ -92,6 +92,9 @@ for figure in figure_catalog():
             f"results/{{experiment}}/logs/figures/{figure.name}.log",
         benchmark:
             f"results/{{experiment}}/benchmarks/figures/{figure.name}.tsv"
+        # With the profile's groups of aggregate and fit (profiles/slurm): one SLURM job per experiment.
+        group:
+            "analysis"
         conda:
             "../envs/analysis.yaml"
         params:
