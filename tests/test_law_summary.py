@@ -1,12 +1,13 @@
 """A law's verdict as every output reads it: figures, fits.csv/fits.tex, the report's summary, the warnings."""
 
 import json
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import pytest
 from docutils.core import publish_parts
 
-from tests.helpers import SMALL_GRID
+from tests.helpers import REPO, SMALL_GRID
 from workflow_scripts.analysis.figures.draw import FIGURES
 from workflow_scripts.analysis.fit.experiment import fit_experiment
 from workflow_scripts.analysis.law_summary import interval_text, law_text, main, poor_lines, summary_rst, verdict
@@ -75,3 +76,16 @@ def test_figures_show_the_verdict(judged, name):
     texts += [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
     plt.close("all")
     assert any("poor" in t for t in texts), texts
+
+
+def test_report_landing_page_includes_the_summary(judged, tmp_path):
+    # Rendered as Snakemake renders the workflow description: Jinja (its options), then docutils.
+    jinja2 = pytest.importorskip("jinja2")
+    (tmp_path / "summary.rst").write_text(summary_rst([judged]))
+    records = {"Summary": {"": [SimpleNamespace(name="summary.rst", path=tmp_path / "summary.rst")]},
+               "synth": {"": [SimpleNamespace(name="fits.csv", path=tmp_path / "fits.csv")]}}
+    template = (REPO / "rules" / "report" / "workflow.rst").read_text() + "\n.. _Workflow: javascript:void(0)\n"
+    rst = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(template).render(
+        snakemake=None, categories=records, files=[])
+    html = publish_parts(rst, writer="html", settings_overrides={"halt_level": 2})["html_body"]
+    assert "Experiment synth" in html and html.count("<strong>poor</strong>") == 1

@@ -116,26 +116,22 @@ def _number(value) -> str:
 def experiment_rst(fits: dict[str, Any]) -> list[str]:
     """The lines of one experiment's section: a table of its laws, exponents, E and verdicts."""
     laws = list(fitted_laws(fits))
-    poor = sum(verdict(entry) == "poor" for law, entry in laws if law != "compute_optimal")
-    name = str(fits.get("experiment"))
-    head = f"Experiment {name}"
-    lines = [head, "-" * len(head), ""]
+    judged = [verdict(entry) for law, entry in laws if law != "compute_optimal"]  # derived: not counted twice
+    head = f"Experiment {_rst(str(fits.get('experiment')))}"
     optimal = fits.get("optimal_loss")
-    lines += [f"{len(laws)} laws fitted, {poor} judged poor" + (
+    lines = [head, "-" * len(head), "", f"{len(judged)} laws fitted, {judged.count('poor')} judged poor" + (
         f"; the generator's optimal loss is {optimal:.4g} nats" if optimal is not None else "") + ".", ""]
-    skipped = [law for law, entry in fits.get("laws", {}).items() if "skipped" in entry]
     if laws:
-        lines += [".. list-table::", "   :header-rows: 1", ""]
-        rows = [("law", f"exponents [{ci_level(fits):.0%} interval]", "E", "verdict")]
+        rows = [["law", f"exponents [{ci_level(fits):.0%} interval]", "E", "verdict"]]
         for law, entry in laws:
-            said = verdict(entry)
             why = "; ".join(reasons(entry))
-            rows.append((law, exponent_text(law, entry) or "--", _number(law_values(law, entry).get("E")),
-                         ("**poor**" if said == "poor" else said) + (f": {_rst(why)}" if why else "")))
-        for row in rows:
-            cells = [row[0] if row is rows[0] else _rst(row[0]), *(_rst(c) for c in row[1:3]), row[3]]
-            lines += [f"   * - {cells[0]}", *(f"     - {c}" for c in cells[1:])]
+            said = "**poor**" if verdict(entry) == "poor" else verdict(entry)
+            rows.append([_rst(law), _rst(exponent_text(law, entry) or "--"),
+                         _number(law_values(law, entry).get("E")), said + (f": {_rst(why)}" if why else "")])
+        lines += [".. list-table::", "   :header-rows: 1", ""]
+        lines += [line for row in rows for line in (f"   * - {row[0]}", *(f"     - {c}" for c in row[1:]))]
         lines.append("")
+    skipped = [law for law, entry in fits.get("laws", {}).items() if "skipped" in entry]
     if skipped:
         lines += [f"Not fitted (reasons in fits.json): {_rst(', '.join(skipped))}.", ""]
     return lines
