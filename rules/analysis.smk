@@ -1,5 +1,5 @@
 # Analysis stage: every cell into runs.csv (+ curves, seed summary), laws fitted with bootstrap
-# intervals, figures regenerated from scratch.
+# intervals, figures regenerated from scratch, a summary of every law's verdict.
 
 
 rule aggregate:
@@ -69,110 +69,39 @@ rule tables:
         " --tex {output.tex} > {log} 2>&1"
 
 
-rule figures:
-    input:
-        runs="results/{experiment}/runs.csv",
-        fits="results/{experiment}/fits.json",
-        curves="results/{experiment}/curves.parquet",
-    output:
-        loss_vs_n_png=report(
-            "results/{experiment}/figures/loss_vs_N.png",
-            caption="report/loss_vs_N.rst",
-            category="{experiment}",
-            labels={"figure": "loss vs N"},
-        ),
-        loss_vs_n_pdf="results/{experiment}/figures/loss_vs_N.pdf",
-        loss_vs_d_png=report(
-            "results/{experiment}/figures/loss_vs_D.png",
-            caption="report/loss_vs_D.rst",
-            category="{experiment}",
-            labels={"figure": "loss vs D"},
-        ),
-        loss_vs_d_pdf="results/{experiment}/figures/loss_vs_D.pdf",
-        learning_curves_png=report(
-            "results/{experiment}/figures/learning_curves.png",
-            caption="report/learning_curves.rst",
-            category="{experiment}",
-            labels={"figure": "learning curves"},
-        ),
-        learning_curves_pdf="results/{experiment}/figures/learning_curves.pdf",
-        loss_vs_C_png=report(
-            "results/{experiment}/figures/loss_vs_C.png",
-            caption="report/loss_vs_C.rst",
-            category="{experiment}",
-            labels={"figure": "loss vs C"},
-        ),
-        loss_vs_C_pdf="results/{experiment}/figures/loss_vs_C.pdf",
-        isoflops_png=report(
-            "results/{experiment}/figures/isoflops.png",
-            caption="report/isoflops.rst",
-            category="{experiment}",
-            labels={"figure": "IsoFLOP profiles"},
-        ),
-        isoflops_pdf="results/{experiment}/figures/isoflops.pdf",
-        N_opt_png=report(
-            "results/{experiment}/figures/N_opt.png",
-            caption="report/N_opt.rst",
-            category="{experiment}",
-            labels={"figure": "N_opt vs C"},
-        ),
-        N_opt_pdf="results/{experiment}/figures/N_opt.pdf",
-        residuals_png=report(
-            "results/{experiment}/figures/residuals.png",
-            caption="report/residuals.rst",
-            category="{experiment}",
-            labels={"figure": "fit residuals"},
-        ),
-        residuals_pdf="results/{experiment}/figures/residuals.pdf",
-        parameters_png=report(
-            "results/{experiment}/figures/parameters.png",
-            caption="report/parameters.rst",
-            category="{experiment}",
-            labels={"figure": "fitted parameters"},
-        ),
-        parameters_pdf="results/{experiment}/figures/parameters.pdf",
-        approach1_png=report(
-            "results/{experiment}/figures/approach1.png",
-            caption="report/approach1.rst",
-            category="{experiment}",
-            labels={"figure": "approach 1 envelope"},
-        ),
-        approach1_pdf="results/{experiment}/figures/approach1.pdf",
-        accuracy_vs_C_png=report(
-            "results/{experiment}/figures/accuracy_vs_C.png",
-            caption="report/accuracy_vs_C.rst",
-            category="{experiment}",
-            labels={"figure": "accuracy vs C"},
-        ),
-        accuracy_vs_C_pdf="results/{experiment}/figures/accuracy_vs_C.pdf",
-        kaplan_png=report(
-            "results/{experiment}/figures/kaplan.png",
-            caption="report/kaplan.rst",
-            category="{experiment}",
-            labels={"figure": "Kaplan joint laws"},
-        ),
-        kaplan_pdf="results/{experiment}/figures/kaplan.pdf",
-    log:
-        "results/{experiment}/logs/figures.log",
-    benchmark:
-        "results/{experiment}/benchmarks/figures.tsv"
-    conda:
-        "../envs/analysis.yaml"
-    shell:
-        "python -m workflow_scripts.analysis.figures.draw --runs {input.runs} --fits {input.fits}"
-        " --curves {input.curves}"
-        " --loss-vs-n {output.loss_vs_n_png} {output.loss_vs_n_pdf}"
-        " --loss-vs-d {output.loss_vs_d_png} {output.loss_vs_d_pdf}"
-        " --figure learning_curves {output.learning_curves_png} {output.learning_curves_pdf}"
-        " --figure loss_vs_C {output.loss_vs_C_png} {output.loss_vs_C_pdf}"
-        " --figure isoflops {output.isoflops_png} {output.isoflops_pdf}"
-        " --figure N_opt {output.N_opt_png} {output.N_opt_pdf}"
-        " --figure residuals {output.residuals_png} {output.residuals_pdf}"
-        " --figure parameters {output.parameters_png} {output.parameters_pdf}"
-        " --figure approach1 {output.approach1_png} {output.approach1_pdf}"
-        " --figure accuracy_vs_C {output.accuracy_vs_C_png} {output.accuracy_vs_C_pdf}"
-        " --figure kaplan {output.kaplan_png} {output.kaplan_pdf}"
-        " > {log} 2>&1"
+# One rule per figure of the catalog (workflow_scripts/analysis/figures/figures.yaml), each with its
+# caption; get_final_outputs asks only for the figures that apply to each experiment.
+for figure in figure_catalog():
+
+    rule:
+        name:
+            f"figure_{figure.name}"
+        input:
+            runs="results/{experiment}/runs.csv",
+            fits="results/{experiment}/fits.json",
+            curves="results/{experiment}/curves.parquet",
+        output:
+            png=report(
+                f"results/{{experiment}}/figures/{figure.name}.png",
+                caption=f"report/{figure.caption}",
+                category="{experiment}",
+                labels={"figure": figure.label},
+            ),
+            pdf=f"results/{{experiment}}/figures/{figure.name}.pdf",
+        log:
+            f"results/{{experiment}}/logs/figures/{figure.name}.log",
+        benchmark:
+            f"results/{{experiment}}/benchmarks/figures/{figure.name}.tsv"
+        # With the profile's groups of aggregate and fit (profiles/slurm): one SLURM job per experiment.
+        group:
+            "analysis"
+        conda:
+            "../envs/analysis.yaml"
+        params:
+            figure=figure.name,
+        shell:
+            "python -m workflow_scripts.analysis.figures --runs {input.runs} --fits {input.fits}"
+            " --curves {input.curves} --figure {params.figure} {output.png} {output.pdf} > {log} 2>&1"
 
 
 # Variants side by side: this experiment and those its analysis.compare names.
@@ -201,3 +130,23 @@ rule compare:
     shell:
         "python -m workflow_scripts.analysis.compare --runs {input.runs} --fits {input.fits}"
         " --png {output.png} --pdf {output.pdf} --csv {output.csv} > {log} 2>&1"
+
+
+# Every experiment's laws, exponents, intervals and verdicts: the report's landing page
+# (rules/report/workflow.rst includes it).
+rule summary:
+    input:
+        expand("results/{experiment}/fits.json", experiment=config["experiments"]),
+    output:
+        report(
+            "results/summary.rst",
+            caption="report/summary.rst",
+            category="Summary",
+            labels={"table": "fitted laws and verdicts"},
+        ),
+    log:
+        "results/logs/summary.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m workflow_scripts.analysis.law_summary --fits {input} --rst {output} > {log} 2>&1"

@@ -32,6 +32,8 @@ from workflow_scripts.plan.inputs import (
 )
 from workflow_scripts.plan.jobs import TrainJobs
 from workflow_scripts.plan.resources import gpu_request
+from workflow_scripts.plan.figures import catalog as figure_catalog
+from workflow_scripts.plan.figures import compare_outputs, figure_outputs
 
 # Stop with one line naming the key, the value and what was expected.
 try:
@@ -217,22 +219,6 @@ for _experiment in config["experiments"]:
         sys.exit(str(error))
 
 
-# Every figure of rule figures, each as PNG and PDF.
-FIGURES = (
-    "loss_vs_N",
-    "loss_vs_D",
-    "learning_curves",
-    "loss_vs_C",
-    "isoflops",
-    "N_opt",
-    "residuals",
-    "parameters",
-    "approach1",
-    "accuracy_vs_C",
-    "kaplan",
-)
-
-
 def get_final_outputs():
     outputs = [
         f"results/{experiment}/{name}"
@@ -246,17 +232,6 @@ def get_final_outputs():
             "fits.tex",
         )
     ]
-    outputs += [
-        f"results/{experiment}/figures/{name}.{ext}"
-        for experiment in config["experiments"]
-        for name in FIGURES
-        for ext in ("png", "pdf")
-    ]
-    # Variants side by side, for experiments that name others in analysis.compare.
-    outputs += [
-        f"results/{experiment}/{name}"
-        for experiment in config["experiments"]
-        if config["experiments"][experiment]["analysis"].get("compare")
-        for name in ("figures/compare.png", "figures/compare.pdf", "compare.csv")
-    ]
+    # The figures that apply to each experiment, variants side by side, every law's verdict.
+    outputs += figure_outputs(config) + compare_outputs(config) + ["results/summary.rst"]
     return outputs

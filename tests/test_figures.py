@@ -1,5 +1,6 @@
 """Figures: both formats written, and still written when a law was skipped or an input is missing."""
 
+import copy
 import json
 import math
 
@@ -8,13 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import SMALL_GRID
-from workflow_scripts.analysis.figures.draw import _figure_functions, main, plot_figure, plot_loss_vs_d, plot_loss_vs_n
-from workflow_scripts.analysis.figures.curves import compute_frontier, load_curves
+from tests.helpers import SMALL_GRID, write_config
+from workflow_scripts.analysis.compare import main as compare_main
+from workflow_scripts.analysis.figures.allocation import accuracy_frontier
+from workflow_scripts.analysis.figures.curves import compute_frontier
+from workflow_scripts.analysis.figures.draw import FIGURES, catalog_names, main, plot_figure
+from workflow_scripts.analysis.figures.inputs import load_curves
 from workflow_scripts.analysis.fit.experiment import fit_experiment, fit_power_law
 
-NEW_FIGURES = ("learning_curves", "loss_vs_C", "isoflops", "N_opt", "residuals", "parameters", "approach1",
-               "accuracy_vs_C", "kaplan")
+NEW_FIGURES = tuple(name for name in FIGURES if name not in ("loss_vs_N", "loss_vs_D"))
 
 
 def runs_table(n_values=(1e4, 3e4, 1e5, 3e5), d_values=(1e5, 1e6, 1e7), seeds=(0, 1)):
@@ -62,8 +65,8 @@ def fits():
 def test_both_figures_in_both_formats(tmp_path, fits):
     runs = runs_table()
     before = dict(plt.rcParams)
-    plot_loss_vs_n(runs, fits, tmp_path / "n.png", tmp_path / "n.pdf")
-    plot_loss_vs_d(runs, fits, tmp_path / "d.png", tmp_path / "d.pdf")
+    plot_figure("loss_vs_N", runs, fits, tmp_path / "n.png", tmp_path / "n.pdf")
+    plot_figure("loss_vs_D", runs, fits, tmp_path / "d.png", tmp_path / "d.pdf")
     assert_figures(tmp_path / "n.png", tmp_path / "n.pdf")
     assert_figures(tmp_path / "d.png", tmp_path / "d.pdf")
     assert dict(plt.rcParams) == before  # the style does not leak out of the figure
@@ -77,12 +80,12 @@ def test_skipped_law_and_no_optimal_loss(tmp_path):
     runs["optimal_loss"] = np.nan
     fits = fit_experiment(runs, n_boot=5, parametric_grid=SMALL_GRID)
     assert "skipped" in fits["laws"]["L(D)"] and fits["optimal_loss"] is None
-    plot_loss_vs_d(runs, fits, tmp_path / "d.png", tmp_path / "d.pdf")
+    plot_figure("loss_vs_D", runs, fits, tmp_path / "d.png", tmp_path / "d.pdf")
     assert_figures(tmp_path / "d.png", tmp_path / "d.pdf")
     # A fits.json with every law skipped and no usable cell still gives a figure.
     runs["status"] = "diverged"
     empty = {"experiment": "synth", "optimal_loss": None, "laws": {"L(N)": {"law": "L(N)", "skipped": "why"}}}
-    plot_loss_vs_n(runs, empty, tmp_path / "n.png", tmp_path / "n.pdf")
+    plot_figure("loss_vs_N", runs, empty, tmp_path / "n.png", tmp_path / "n.pdf")
     assert (tmp_path / "n.png").stat().st_size > 0
 
 
@@ -91,8 +94,8 @@ def test_cli_from_files(tmp_path, fits):
     (tmp_path / "fits.json").write_text(json.dumps(fits))
     out = tmp_path / "figures"
     main(["--runs", str(tmp_path / "runs.csv"), "--fits", str(tmp_path / "fits.json"),
-          "--loss-vs-n", str(out / "loss_vs_N.png"), str(out / "loss_vs_N.pdf"),
-          "--loss-vs-d", str(out / "loss_vs_D.png"), str(out / "loss_vs_D.pdf")])
+          "--figure", "loss_vs_N", str(out / "loss_vs_N.png"), str(out / "loss_vs_N.pdf"),
+          "--figure", "loss_vs_D", str(out / "loss_vs_D.png"), str(out / "loss_vs_D.pdf")])
     assert_figures(out / "loss_vs_N.png", out / "loss_vs_N.pdf")
     assert_figures(out / "loss_vs_D.png", out / "loss_vs_D.pdf")
     with pytest.raises(SystemExit):
@@ -131,16 +134,16 @@ def test_parameter_outside_its_bootstrap_interval_is_drawn(tmp_path, fits_with_l
 
 def test_l_of_c_drawn_with_its_cells(fits_with_lc):
     runs = runs_table()
-    fig = _figure_functions()["loss_vs_C"](runs, fits_with_lc, curves=curves_table(runs))
+    fig = FIGURES["loss_vs_C"](runs, fits_with_lc, curves=curves_table(runs))
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "frontier" in labels and "cells fitted" in labels and any("L(C)" in t for t in labels)
-    residuals = _figure_functions()["residuals"](runs, fits_with_lc)  # L(C) from its cells, no curves needed
+    residuals = FIGURES["residuals"](runs, fits_with_lc)  # L(C) from its cells, no curves needed
     assert len(residuals.axes[3].collections) == 1
     plt.close("all")
 
 
 def test_seeds_drawn_as_mean_and_spread(fits):
-    draw = _figure_functions()["loss_vs_N"]
+    draw = FIGURES["loss_vs_N"]
     two_seeds = draw(runs_table(), fits)
     one_seed = draw(runs_table(seeds=(0,)), fits)
     # One error bar set per D line when there are two seeds; none with one seed.
@@ -153,18 +156,18 @@ def test_missing_inputs_give_a_note_not_an_error(tmp_path, fits):
     runs = runs_table()
     # No curves at all, and a path that does not exist: the curve figures say so.
     for name, curves in (("learning_curves", None), ("loss_vs_C", tmp_path / "absent.parquet")):
-        fig = _figure_functions()[name](runs, fits, curves=curves)
+        fig = FIGURES[name](runs, fits, curves=curves)
         assert "not available" in fig.axes[0].texts[0].get_text()
         plt.close(fig)
     # Not an IsoFLOP grid; a fits.json with every law skipped and no compute-optimal entry.
-    assert "C_budget" in _figure_functions()["isoflops"](runs, fits).axes[0].texts[0].get_text()
+    assert "C_budget" in FIGURES["isoflops"](runs, fits).axes[0].texts[0].get_text()
     skipped = {"experiment": "synth", "optimal_loss": None,
                "laws": {law: {"law": law, "skipped": "too few sizes"} for law in ("L(N)", "L(D)", "L(N,D)")}}
     for name in NEW_FIGURES:
         plot_figure(name, runs, skipped, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf", curves=None)
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
-    residuals = _figure_functions()["residuals"](runs, skipped)
+    residuals = FIGURES["residuals"](runs, skipped)
     assert "too few sizes" in residuals.axes[0].texts[0].get_text()
     plt.close("all")
 
@@ -172,22 +175,22 @@ def test_missing_inputs_give_a_note_not_an_error(tmp_path, fits):
 def test_isoflop_grid_profiles_and_n_opt(tmp_path):
     runs = isoflop_runs()
     fits = {"experiment": "iso", "optimal_loss": None, "laws": {}}
-    profiles = _figure_functions()["isoflops"](runs, fits)
+    profiles = FIGURES["isoflops"](runs, fits)
     assert len(profiles.axes[0].lines) == 6  # a parabola and a minimum per budget
-    n_opt = _figure_functions()["N_opt"](runs, fits)
+    n_opt = FIGURES["N_opt"](runs, fits)
     assert any("bootstrap band" in t.get_text() for t in n_opt.axes[0].get_legend().get_texts())
     plt.close("all")
     # An L(N,D) fit at alpha or beta = 0 has no allocation (a, G null): the IsoFLOP line alone.
     degenerate = {**fits, "compute_optimal": {"law": "L(N,D)", "a": None, "b": None, "G": None, "ci": {}}}
-    n_opt = _figure_functions()["N_opt"](runs, degenerate)
+    n_opt = FIGURES["N_opt"](runs, degenerate)
     assert not any("L(N,D)" in t.get_text() for t in n_opt.axes[0].get_legend().get_texts())
     plt.close("all")
     # Without a C_budget column, the budget is read from the data name (C1e+15).
-    named = _figure_functions()["isoflops"](runs.drop(columns="C_budget"), fits)
+    named = FIGURES["isoflops"](runs.drop(columns="C_budget"), fits)
     assert len(named.axes[0].lines) == 6
     # Two budgets with fewer than three sizes each: no minimum, the title says why.
     few = isoflop_runs()[lambda t: t["N_nonembedding"] < 1e6]
-    assert "need 2" in _figure_functions()["isoflops"](few, fits).axes[0].get_title()
+    assert "need 2" in FIGURES["isoflops"](few, fits).axes[0].get_title()
     plt.close("all")
 
 
@@ -232,24 +235,22 @@ def classifier_runs():
 
 
 def test_accuracy_figure_frontier_and_sample_labels(tmp_path, fits):
-    from workflow_scripts.analysis.figures.allocation import accuracy_frontier
-
     runs = classifier_runs()
-    fig = _figure_functions()["accuracy_vs_C"](runs, fits)
+    fig = FIGURES["accuracy_vs_C"](runs, fits)
     assert fig.axes[0].get_ylabel() == "validation accuracy"
     assert "frontier" in fig.axes[0].get_legend_handles_labels()[1]
     plt.close(fig)
     cells = pd.DataFrame({"C": [1.0, 2, 3, 4], "accuracy": [0.5, 0.7, 0.6, 0.9]})
     assert accuracy_frontier(cells)["C"].tolist() == [1.0, 2, 4]  # C=3 is beaten by the cheaper C=2
     # Without an accuracy: a note, not an error; D counts samples in every label.
-    note = _figure_functions()["accuracy_vs_C"](runs_table(), fits)
+    note = FIGURES["accuracy_vs_C"](runs_table(), fits)
     assert "not available" in note.axes[0].texts[0].get_text()
-    by_n = _figure_functions()["loss_vs_N"](runs, fits)
+    by_n = FIGURES["loss_vs_N"](runs, fits)
     assert by_n.axes[0].get_legend().get_title().get_text() == "samples D"
     assert "cross-entropy" in by_n.axes[0].get_ylabel()
-    assert _figure_functions()["loss_vs_D"](runs, fits).axes[0].get_xlabel() == "training samples D"
+    assert FIGURES["loss_vs_D"](runs, fits).axes[0].get_xlabel() == "training samples D"
     curves = curves_table(runs).rename(columns={"tokens": "samples"})
-    assert _figure_functions()["learning_curves"](runs, fits, curves=curves).axes[0].get_xlabel() == "samples seen"
+    assert FIGURES["learning_curves"](runs, fits, curves=curves).axes[0].get_xlabel() == "samples seen"
     plt.close("all")
     for name in ("accuracy_vs_C", "approach1"):
         plot_figure(name, runs, fits, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
@@ -258,18 +259,16 @@ def test_accuracy_figure_frontier_and_sample_labels(tmp_path, fits):
 
 def test_approach1_figure_draws_the_envelope(tmp_path, fits):
     assert fits["laws"]["approach1"]["points_mode"] == "final"
-    fig = _figure_functions()["approach1"](runs_table(), fits)
+    fig = FIGURES["approach1"](runs_table(), fits)
     assert "envelope" in fig.axes[0].get_legend_handles_labels()[1]
     assert any("C^" in t for t in fig.axes[1].get_legend_handles_labels()[1])
     plt.close(fig)
     skipped = {**fits, "laws": {"approach1": {"law": "approach1", "skipped": "experiment 'synth', law approach1: why"}}}
-    assert "why" in _figure_functions()["approach1"](runs_table(), skipped).axes[0].texts[0].get_text()
+    assert "why" in FIGURES["approach1"](runs_table(), skipped).axes[0].texts[0].get_text()
     plt.close("all")
 
 
 def test_compare_figure_and_table(tmp_path, fits):
-    from workflow_scripts.analysis.compare import main as compare_main
-
     other_runs = classifier_runs().assign(experiment="other")
     other_runs["val_loss"] *= 1.1
     other = fit_experiment(other_runs, n_boot=5, parametric_grid=SMALL_GRID, law_names=["L(N)", "L(C)"])
@@ -293,10 +292,6 @@ def test_compare_figure_and_table(tmp_path, fits):
 
 
 def test_compare_rule_in_the_dag(tiny_config, tmp_path, run_snakemake):
-    import copy
-
-    from tests.helpers import write_config
-
     tiny_config["experiments"]["tiny2"] = copy.deepcopy(tiny_config["experiments"]["tiny"])
     tiny_config["experiments"]["tiny"]["analysis"]["compare"] = ["tiny2"]
     path = write_config(tmp_path / "c.yaml", tiny_config)
@@ -314,12 +309,12 @@ def test_compare_rule_in_the_dag(tiny_config, tmp_path, run_snakemake):
 def test_kaplan_figure_panels(fits):
     runs = runs_table()
     assert "params" in fits["laws"]["kaplan_L(N,D)"] and "L(N,S)" not in fits["laws"]  # fitted without curves
-    fig = _figure_functions()["kaplan"](runs, fits, curves=curves_table(runs))
+    fig = FIGURES["kaplan"](runs, fits, curves=curves_table(runs))
     assert len(fig.axes[0].collections) == 4  # one colour per N
     assert "not available" in fig.axes[1].texts[0].get_text()
     plt.close("all")
     with_ns = fit_experiment(runs, n_boot=0, law_names=["L(N,S)"], curves=curves_table(runs))
-    fig = _figure_functions()["kaplan"](runs, {**fits, "laws": {**fits["laws"], **with_ns["laws"]}},
+    fig = FIGURES["kaplan"](runs, {**fits, "laws": {**fits["laws"], **with_ns["laws"]}},
                                         curves=curves_table(runs))
     assert len(fig.axes[1].collections) == 4 and len(fig.axes[1].lines) == 4
     plt.close("all")

@@ -8,7 +8,7 @@ compute-efficient frontier and L(C) fit; loss against N at each variant's larges
 L(N) fit; accuracy against compute when any variant is a classifier. The legend carries each
 variant's fitted exponents. compare.csv holds the exponents side by side: one row per
 experiment, α of L(N) and L(C) and a of approach 1 (and of the L(N,D) allocation), each with its
-interval. Run by hand or from Snakemake as::
+interval and its law's verdict. Run by hand or from Snakemake as::
 
     python -m workflow_scripts.analysis.compare --runs a/runs.csv b/runs.csv --fits a/fits.json b/fits.json \\
         --png a/figures/compare.png --pdf a/figures/compare.pdf --csv a/compare.csv
@@ -24,10 +24,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.analysis.fit import laws
+from workflow_scripts.analysis.cells import usable_runs
 from workflow_scripts.analysis.figures import style as ps
-from workflow_scripts.analysis.figures.draw import usable_runs
 from workflow_scripts.analysis.figures.allocation import accuracy_frontier, classifier_cells
+from workflow_scripts.analysis.figures.inputs import law_entry
+from workflow_scripts.analysis.fit import laws
+from workflow_scripts.analysis.law_summary import UNKNOWN, fitted_laws, law_values, verdict
 from workflow_scripts.io import atomic_path, read_json
 
 # (column prefix, law in fits.json, value key): the exponents compared.
@@ -36,22 +38,23 @@ EXPONENTS = (("L(N)_alpha", "L(N)", "alpha"), ("L(C)_alpha", "L(C)", "alpha"),
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
-def _value(fits: dict[str, Any], law: str, key: str) -> tuple[float, float, float]:
-    """(value, interval low, interval high) of one exponent, NaN where the law was not fitted."""
-    entry = fits.get("compute_optimal") if law == "compute_optimal" else fits.get("laws", {}).get(law)
-    entry = entry or {}
-    value = (entry.get("params") or {}).get(key, entry.get(key))
+def _value(fits: dict[str, Any], law: str, key: str) -> tuple[float, float, float, str]:
+    """(value, interval low, interval high, verdict) of one exponent, NaN where the law was not fitted."""
+    entry = dict(fitted_laws(fits)).get(law, {})
     ci = (entry.get("ci") or {}).get(key) or (None, None)
-    return tuple(np.nan if v is None else float(v) for v in (value, *ci))
+    numbers = tuple(np.nan if v is None else float(v) for v in (law_values(law, entry).get(key), *ci))
+    return (*numbers, verdict(entry))
 
 
 def exponents_table(fits_list: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per experiment: each exponent of ``EXPONENTS`` with its interval (NaN if not fitted)."""
+    """One row per experiment: each exponent of ``EXPONENTS`` with its interval (NaN if not fitted)
+    and its law's verdict."""
     rows = []
     for fits in fits_list:
         row = {"experiment": fits.get("experiment")}
         for column, law, key in EXPONENTS:
-            row[column], row[f"{column}_low"], row[f"{column}_high"] = _value(fits, law, key)
+            (row[column], row[f"{column}_low"], row[f"{column}_high"],
+             row[f"{column}_verdict"]) = _value(fits, law, key)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -59,9 +62,9 @@ def exponents_table(fits_list: list[dict[str, Any]]) -> pd.DataFrame:
 def _label(name: str, fits: dict[str, Any]) -> str:
     parts = []
     for symbol, law, key in (("α_C", "L(C)", "alpha"), ("α_N", "L(N)", "alpha"), ("a", "approach1", "a")):
-        value = _value(fits, law, key)[0]
+        value, _, _, said = _value(fits, law, key)
         if np.isfinite(value):
-            parts.append(f"{symbol} = {value:.2f}")
+            parts.append(f"{symbol} = {value:.2f}" + ("" if said == UNKNOWN else f" {said}"))
     return name + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -70,19 +73,19 @@ def _loss_vs_c(ax, runs, fits, colour, marker):
     front = laws.frontier(runs).groupby("C", as_index=False)["val_loss"].mean()
     ax.plot(front["C"], front["val_loss"], "-", marker=marker, color=colour, lw=1.3, ms=4, label=_label(
         fits.get("experiment", ""), fits))
-    p = (fits.get("laws", {}).get("L(C)") or {}).get("params")
+    p = law_entry(fits, "L(C)").get("params")
     if p and len(front) > 1:
         grid = np.geomspace(front["C"].min(), front["C"].max(), 100)
-        ax.plot(grid, p["E"] + p["A"] * grid ** -p["alpha"], "--", color=colour, lw=1.0)
+        ax.plot(grid, laws.power_law(p, grid), "--", color=colour, lw=1.0)
 
 
 def _loss_vs_n(ax, runs, fits, colour, marker):
     cells = runs[runs["D"] == runs["D"].max()].groupby("N_nonembedding")["val_loss"].mean()
     ax.plot(cells.index, cells.to_numpy(), marker, color=colour, ms=4, label=fits.get("experiment", ""))
-    p = (fits.get("laws", {}).get("L(N)") or {}).get("params")
+    p = law_entry(fits, "L(N)").get("params")
     if p and len(cells) > 1:
         grid = np.geomspace(cells.index.min(), cells.index.max(), 100)
-        ax.plot(grid, p["E"] + p["A"] * grid ** -p["alpha"], "--", color=colour, lw=1.0)
+        ax.plot(grid, laws.power_law(p, grid), "--", color=colour, lw=1.0)
 
 
 def compare_figure(variants: list[tuple[pd.DataFrame, dict[str, Any]]]):

@@ -1,10 +1,12 @@
 """Paper tables from fits.json: fits.csv (every parameter) and fits.tex (the exponents, booktabs).
 
 fits.csv holds one row per law and parameter (law, parameter, value, ci_low, ci_high, ci_level,
-n_points), the compute-optimal exponents a, b of L(N,D) under the law ``compute_optimal``; the
-allocation laws (isoflop, approach1) give a, b, k_N, k_D, Kaplan's laws N_c, D_c (S_c) and α's.
-fits.tex is a LaTeX tabular of the exponents with their bootstrap intervals, the irreducible
-loss E and each law's extrapolation error; it needs ``\\usepackage{booktabs}``. Run by hand or
+n_points, and the law's verdict with its reasons), the compute-optimal exponents a, b of L(N,D)
+under the law ``compute_optimal``; the allocation laws (isoflop, approach1) give a, b, k_N, k_D,
+Kaplan's laws N_c, D_c (S_c) and α's. fits.tex is a LaTeX tabular of the exponents with their
+bootstrap intervals, the irreducible loss E, each law's extrapolation error and its verdict
+(good, poor, or -- where fits.json has none; ``workflow_scripts.analysis.law_summary``); it needs
+``\\usepackage{booktabs}``. Run by hand or
 from Snakemake as::
 
     python -m workflow_scripts.analysis.tables --fits results/default/fits.json --csv results/default/fits.csv \\
@@ -20,48 +22,43 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from workflow_scripts.analysis.law_summary import (
+    ALLOCATION_LAWS, EXPONENTS, UNKNOWN, ci_level, fitted_laws, law_values, reasons, verdict,
+)
 from workflow_scripts.io import atomic_path, atomic_write_text, read_json
 
-COLUMNS = ["law", "parameter", "value", "ci_low", "ci_high", "ci_level", "n_points"]
-# The exponents shown in fits.tex, per law.
-EXPONENTS = {"L(N)": ("alpha",), "L(D)": ("alpha",), "L(C)": ("alpha",), "L(N,D)": ("alpha", "beta"),
-             "compute_optimal": ("a", "b"), "isoflop": ("a", "b"), "approach1": ("a", "b"),
-             "kaplan_L(N,D)": ("alpha_N", "alpha_D"), "L(N,S)": ("alpha_N", "alpha_S")}
+COLUMNS = ["law", "parameter", "value", "ci_low", "ci_high", "ci_level", "n_points", "verdict", "reasons"]
 TEX_NAMES = {"alpha": r"\alpha", "beta": r"\beta", "a": "a", "b": "b", "alpha_N": r"\alpha_N",
              "alpha_D": r"\alpha_D", "alpha_S": r"\alpha_S"}
-# Laws stored as allocation exponents (a, b, k_N, k_D), not as a loss law's params.
-ALLOCATION_LAWS = ("isoflop", "approach1")
 TEX_LAWS = {"compute_optimal": r"$N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$ from $L(N,D)$",
             "isoflop": r"IsoFLOP: $N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$",
             "approach1": r"Envelope (approach 1): $N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$",
             "kaplan_L(N,D)": r"Kaplan $L(N,D)$", "L(N,S)": r"Kaplan $L(N,S)$"}
 
 
-def _fitted(fits: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], int | None]]:
-    """(law, parameter values, intervals, points) of every fitted law, compute_optimal after L(N,D)."""
-    for law, entry in fits["laws"].items():
-        if "skipped" in entry:
-            continue
-        if law in ALLOCATION_LAWS:
-            values = {k: entry[k] for k in ("a", "b", "k_N", "k_D")}
-            yield law, values, entry.get("ci", {}), len(entry.get("cells_used", []))
-            continue
-        n_points = entry["goodness"]["n_points"]
-        yield law, entry["params"], entry.get("ci", {}), n_points
-        optimal = fits.get("compute_optimal", {})
-        if law == "L(N,D)" and optimal.get("a") is not None:
-            yield "compute_optimal", {k: optimal[k] for k in ("a", "b")}, optimal.get("ci", {}), n_points
+def _fitted(fits: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], int]]:
+    """(law, entry, parameter values, points) of every fitted law, compute_optimal after L(N,D)."""
+    points: dict[str, int] = {}
+    for law, entry in fitted_laws(fits):
+        if law == "compute_optimal":  # the allocation L(N,D) implies, from L(N,D)'s points
+            points[law] = points["L(N,D)"]
+        elif law in ALLOCATION_LAWS:
+            points[law] = len(entry.get("cells_used", []))
+        else:
+            points[law] = entry["goodness"]["n_points"]
+        yield law, entry, law_values(law, entry), points[law]
 
 
 def fits_table(fits: dict[str, Any]) -> pd.DataFrame:
     """One row per law and parameter of fits.json (skipped laws have none)."""
     rows = []
-    for law, values, ci, n_points in _fitted(fits):
+    for law, entry, values, n_points in _fitted(fits):
         level = fits["laws"]["L(N,D)" if law == "compute_optimal" else law].get("ci_level")
         for name, value in values.items():
-            low, high = (ci or {}).get(name) or (None, None)
+            low, high = (entry.get("ci") or {}).get(name) or (None, None)
             rows.append({"law": law, "parameter": name, "value": value, "ci_low": low, "ci_high": high,
-                         "ci_level": level, "n_points": n_points})
+                         "ci_level": level, "n_points": n_points, "verdict": verdict(entry),
+                         "reasons": "; ".join(reasons(entry))})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -89,25 +86,27 @@ def _extrapolation(entry: dict[str, Any]) -> str:
 
 
 def fits_tex(fits: dict[str, Any]) -> str:
-    """A booktabs tabular: per law, each exponent with its interval, E, points and extrapolation error."""
-    level = next((e["ci_level"] for e in fits["laws"].values() if "ci_level" in e), 0.95)
-    lines = [r"\begin{tabular}{llllrr}", r"\toprule",
-             rf"Law & Exponent & Value [{100 * level:.0f}\% CI] & $E$ & Points & Extrap. error \\",
+    """A booktabs tabular: per law, each exponent with its interval, E, points, extrapolation error, verdict."""
+    lines = [r"\begin{tabular}{llllrrl}", r"\toprule",
+             rf"Law & Exponent & Value [{100 * ci_level(fits):.0f}\% CI] & $E$ & Points & Extrap. error & Verdict \\",
              r"\midrule"]
-    for law, values, ci, n_points in _fitted(fits):
-        entry = fits["laws"].get(law, {})
-        name = TEX_LAWS.get(law, f"${law}$")
-        head = [name, None, None, f"${_number(values['E'])}$" if "E" in values else "--", str(n_points),
-                _extrapolation(entry)]
+    for law, entry, values, n_points in _fitted(fits):
+        said = verdict(entry)
+        head = [TEX_LAWS.get(law, f"${law}$"), None, None, f"${_number(values['E'])}$" if "E" in values else "--",
+                str(n_points), _extrapolation(entry), "--" if said == UNKNOWN else said]
         for i, exponent in enumerate(EXPONENTS[law]):
             cells = list(head) if i == 0 else [""] * len(head)
-            interval = (ci or {}).get(exponent)
+            interval = (entry.get("ci") or {}).get(exponent)
             cells[1:3] = [f"${TEX_NAMES[exponent]}$", _with_interval(values[exponent], interval)]
             lines.append(" & ".join(cells) + r" \\")
+    notes = []
+    if any(verdict(entry) == "poor" for _, entry in fitted_laws(fits)):
+        notes.append("Poor fits: the reasons are in fits.csv")
     skipped = [TEX_LAWS.get(law, f"${law}$") for law, entry in fits["laws"].items() if "skipped" in entry]
     if skipped:
-        note = f"Not fitted (see fits.json): {', '.join(skipped)}"
-        lines += [r"\midrule", rf"\multicolumn{{6}}{{l}}{{{note}}} \\"]
+        notes.append(f"Not fitted (see fits.json): {', '.join(skipped)}")
+    if notes:
+        lines += [r"\midrule", *(rf"\multicolumn{{7}}{{l}}{{{note}}} \\" for note in notes)]
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """Figures of compute allocation and of classifiers: Chinchilla's approach 1 and accuracy against compute.
 
-Same contract as ``figures_curves``: (runs, fits, curves) in, a figure out, and a panel that
+Same contract as ``workflow_scripts.analysis.figures.curves``: (runs, fits, curves) in, a figure out, and a panel that
 says "not available: <why>" where a law was skipped or an input is missing.
 """
 
@@ -10,15 +10,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.analysis.fit import approach1
+from workflow_scripts.analysis.cells import usable_runs
 from workflow_scripts.analysis.figures import style as ps
-from workflow_scripts.analysis.figures.draw import usable_runs
+from workflow_scripts.analysis.figures.inputs import curves_table, experiment_cells, law_entry
+from workflow_scripts.analysis.fit import approach1
+from workflow_scripts.analysis.law_summary import interval_text, verdict_note
 
 
 def accuracy_frontier(cells: pd.DataFrame) -> pd.DataFrame:
     """Cells (seed means, columns C and accuracy) that no cheaper cell beats in accuracy, by C.
 
-    The accuracy counterpart of ``laws.frontier``: higher is better, so a cell is on it when its
+    The accuracy counterpart of ``workflow_scripts.analysis.fit.laws.frontier``: higher is better, so a cell is on it when its
     accuracy exceeds the best of every cell of lower compute.
     """
     cells = cells.sort_values(["C", "accuracy"], ascending=[True, False], kind="stable")
@@ -61,14 +63,12 @@ def approach1_figure(runs, fits, curves=None):
     """Left: each model's loss against FLOPs and their lower envelope; right: N_opt(C) and its power law."""
     ps.style()
     title = f"Approach 1: lowest loss per FLOP — {fits.get('experiment', '')}"
-    entry = fits.get("laws", {}).get("approach1") or {}
+    entry = law_entry(fits, "approach1")
     if "a" not in entry:
         return ps.note_figure(title, entry.get("skipped", "approach1 is not in fits.json"))
-    runs = usable_runs(runs, fits.get("experiment"))
-    if curves is not None and not isinstance(curves, pd.DataFrame):
-        curves = pd.read_parquet(curves) if str(curves).endswith(".parquet") else None
+    runs = experiment_cells(runs, fits)
     try:
-        points, mode = approach1.traces(runs, curves, entry.get("points_mode", "final"))
+        points, mode = approach1.traces(runs, curves_table(curves), entry.get("points_mode", "final"))
     except ValueError as why:
         return ps.note_figure(title, str(why))
     env = pd.DataFrame(entry["points"])
@@ -90,14 +90,13 @@ def approach1_figure(runs, fits, curves=None):
     ps.legend_right(left, "parameters N")
     grid = np.geomspace(env["C"].min(), env["C"].max(), 100)
     right.plot(env["C"], env["N_opt"], ".", color=ps.categorical(1)[0], ms=3, label="envelope's N")
-    ci = (entry.get("ci") or {}).get("a")
-    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    interval = interval_text((entry.get("ci") or {}).get("a"))
     right.plot(grid, entry["k_N"] * grid ** entry["a"], "--", color="black", lw=1.2,
-               label=f"$N_{{opt}} \\propto C^{{{entry['a']:.2f}}}${interval}")
+               label=f"$N_{{opt}} \\propto C^{{{entry['a']:.3g}}}${interval}")
     right.set(xlabel="training compute C (FLOPs)", ylabel="compute-optimal N (non-embedding)", yscale="log")
     ps.log_axes(right, loss_y=False)
     right.yaxis.set_major_formatter(ps.mticker.FuncFormatter(lambda v, _: ps.human(v)))
     right.legend(fontsize="x-small", loc="upper left")
-    fig.suptitle(title, fontsize="small")
+    fig.suptitle(ps.wrap(title + verdict_note(entry), 110), fontsize="small")
     fig.tight_layout()
     return fig

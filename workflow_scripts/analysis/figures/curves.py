@@ -7,41 +7,14 @@ gives a figure that says so rather than an error.
 
 from __future__ import annotations
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from workflow_scripts.analysis.figures import style as ps
-from workflow_scripts.analysis.figures.draw import cells_of, usable_runs
-
-CURVE_COLUMNS = ("model", "data", "seed", "N_nonembedding", "D", "status", "tokens", "flops", "eval_loss")
-
-
-def load_curves(curves, experiment: str | None = None) -> tuple[pd.DataFrame | None, str]:
-    """Usable evaluations (status ok, tokens, FLOPs and loss positive) or (None, why not)."""
-    if curves is None:
-        return None, "no learning curves given"
-    if not isinstance(curves, pd.DataFrame):
-        if not os.path.exists(curves):
-            return None, f"{os.path.basename(str(curves))} not found"
-        curves = pd.read_parquet(curves)
-    if "tokens" not in curves.columns and "samples" in curves.columns:
-        # A samples dataset's curves count samples: "tokens" below means data seen, labelled by runs' D_unit.
-        curves = curves.rename(columns={"samples": "tokens"})
-    missing = [c for c in CURVE_COLUMNS if c not in curves.columns]
-    if missing:
-        return None, f"curves lack column(s) {', '.join(missing)}"
-    if experiment is not None and "experiment" in curves.columns:
-        curves = curves[curves["experiment"].astype(str) == experiment]
-    # Step 0 sits at zero tokens and FLOPs: off a log axis, so left out.
-    keep = (curves["status"] == "ok") & (curves["tokens"] > 0) & (curves["flops"] > 0)
-    loss = pd.to_numeric(curves["eval_loss"], errors="coerce")
-    curves = curves[keep & np.isfinite(loss) & (loss > 0)]
-    if curves.empty:
-        return None, "no usable evaluation in the learning curves"
-    return curves.sort_values(["N_nonembedding", "D", "seed", "tokens"]), ""
+from workflow_scripts.analysis.figures.inputs import experiment_cells, fitted_cells, law_entry, load_curves
+from workflow_scripts.analysis.fit.laws import power_law
+from workflow_scripts.analysis.law_summary import law_text
 
 
 def compute_frontier(curves: pd.DataFrame) -> pd.DataFrame:
@@ -99,17 +72,15 @@ def loss_vs_compute_figure(runs, fits, curves=None):
     _lines(ax, curves, "flops", lw=0.7, alpha=0.55)
     frontier = compute_frontier(curves)
     ax.plot(frontier["flops"], frontier["eval_loss"], "-", color="black", lw=1.6, label="frontier")
-    entry = fits.get("laws", {}).get("L(C)", {})
+    entry = law_entry(fits, "L(C)")
     if "params" in entry:
-        p, ci = entry["params"], (entry.get("ci") or {}).get("alpha")
         # The cells' final losses it was fitted to.
-        cells = cells_of(usable_runs(runs, fits.get("experiment")), entry)
+        cells = fitted_cells(experiment_cells(runs, fits), entry)
         fitted = cells["C"] if not cells.empty else frontier["flops"]
         grid = np.geomspace(fitted.min(), fitted.max(), 200)  # drawn only where it was fitted
-        interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and ci[0] != ci[1] else ""
         colour = ps.categorical(4)[3]
-        ax.plot(grid, p["E"] + p["A"] * grid ** -p["alpha"], "--", color=colour, lw=1.4,
-                label=f"L(C): $\\alpha_C$ = {p['alpha']:.2f}{interval}")
+        ax.plot(grid, power_law(entry["params"], grid), "--", color=colour, lw=1.4,
+                label=ps.wrap(law_text("L(C)", entry)))
         note = ""
         if not cells.empty:
             ax.scatter(cells["C"], cells["val_loss"], s=18, color=colour, edgecolor="black", lw=0.5, zorder=3,

@@ -1,6 +1,6 @@
 """Figures that check the fits: residuals, parameter intervals, IsoFLOP profiles and N_opt(C).
 
-Same contract as ``figures_curves``: (runs, fits, curves) in, a figure out, and a panel that
+Same contract as ``workflow_scripts.analysis.figures.curves``: (runs, fits, curves) in, a figure out, and a panel that
 says "not available: <why>" where a law was skipped or an input is missing.
 """
 
@@ -10,24 +10,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.analysis.fit import isoflops
-from workflow_scripts.analysis.fit import laws
 from workflow_scripts.analysis.figures import style as ps
-from workflow_scripts.analysis.figures.draw import cells_of, usable_runs
-from workflow_scripts.analysis.figures.curves import compute_frontier, load_curves
+from workflow_scripts.analysis.figures.curves import compute_frontier
+from workflow_scripts.analysis.figures.inputs import (
+    curves_table, experiment_cells, fitted_cells, law_entry, load_curves,
+)
+from workflow_scripts.analysis.fit import isoflops, kaplan, laws
+from workflow_scripts.analysis.law_summary import (
+    EXPONENTS, SYMBOLS, fitted_laws, law_text, verdict, verdict_note,
+)
 
 LAWS = ("L(N)", "L(D)", "L(N,D)", "L(C)")
 ISOFLOP_BOOTSTRAP = 200  # resamples for the N_opt band; the profiles are cheap to refit
-GREEK = {"alpha": "α", "beta": "β", "alpha_N": "α_N", "alpha_D": "α_D", "alpha_S": "α_S"}
-EXPONENTS = ("alpha", "beta", "a", "b", "alpha_N", "alpha_D", "alpha_S")
 # Kaplan's joint laws and approach 1 in the parameters figure, after the laws above.
 MORE_LAWS = ("kaplan_L(N,D)", "L(N,S)", "approach1")
 
 
 def _predict(params: dict, x, d=None) -> np.ndarray:
-    """E + A·x^−α (+ B·D^−β for L(N, D))."""
-    pred = params["E"] + params["A"] * np.asarray(x, float) ** -params["alpha"]
-    return pred + params["B"] * np.asarray(d, float) ** -params["beta"] if "B" in params else pred
+    """The law at x: L(N, D) when it has a data term B, else E + A·x^−α."""
+    return laws.parametric_law(params, x, d) if "B" in params else laws.power_law(params, x)
 
 
 def _law_points(law: str, entry: dict, runs: pd.DataFrame, curves) -> tuple[pd.DataFrame | None, str]:
@@ -37,7 +38,7 @@ def _law_points(law: str, entry: dict, runs: pd.DataFrame, curves) -> tuple[pd.D
             return None, "no learning curves for the frontier"
         frontier = compute_frontier(curves)
         return pd.DataFrame({"x": frontier["flops"], "y": frontier["eval_loss"]}), ""
-    cells = cells_of(runs, entry)
+    cells = fitted_cells(runs, entry)
     if cells.empty:
         return None, "none of its cells are in runs.csv"
     x_col = entry["x"][0] if isinstance(entry["x"], list) else entry["x"]
@@ -54,15 +55,15 @@ def _why_missing(law: str, entry: dict) -> str:
 def residuals_figure(runs, fits, curves=None):
     """log L − log L̂ of every law against its x, one panel per law."""
     ps.style()
-    runs = usable_runs(runs, fits.get("experiment"))
+    runs = experiment_cells(runs, fits)
     curves, _ = load_curves(curves, fits.get("experiment"))
-    fig, axes = plt.subplots(2, 2, figsize=(7.5, 5.4))
+    fig, axes = plt.subplots(2, 2, figsize=(7.5, 5.6))
     x_labels = {"L(N)": "N (non-embedding)", "L(D)": f"D ({ps.data_unit(runs)})",
                 "L(N,D)": "N (non-embedding)",
                 "L(C)": "C (FLOPs, frontier)"}
     for ax, law in zip(axes.flat, LAWS):
-        entry = fits.get("laws", {}).get(law, {})
-        ax.set_title(law, fontsize="small")
+        entry = law_entry(fits, law)
+        ax.set_title(ps.wrap(law + verdict_note(entry), 60), fontsize="x-small")
         if "params" in entry:
             points, why = _law_points(law, entry, runs, curves)
         else:
@@ -74,7 +75,8 @@ def residuals_figure(runs, fits, curves=None):
         if "D" in points:  # L(N, D): colour by D to show a trend the N axis hides
             colours = ps.size_colours(points["D"])
             ax.scatter(points["x"], resid, s=14, c=[colours[d] for d in points["D"]], edgecolor="none")
-            ax.set_title(f"{law} (colour: D, dark small to light large)", fontsize="small")
+            ax.set_title(ps.wrap(f"{law} (colour: D, dark small to light large){verdict_note(entry)}", 60),
+                         fontsize="x-small")
         else:
             ax.scatter(points["x"], resid, s=14, color=ps.categorical(1)[0], edgecolor="none")
         ax.axhline(0.0, color="black", lw=0.8)
@@ -88,16 +90,20 @@ def residuals_figure(runs, fits, curves=None):
 def _parameter_rows(fits: dict) -> pd.DataFrame:
     """One row per (law, parameter): value, interval ends and the panel it belongs to."""
     rows = []
-    sources = [(law, fits.get("laws", {}).get(law, {})) for law in LAWS]
-    sources += [("compute-optimal", fits.get("compute_optimal") or {}),
-                ("isoflop", fits.get("laws", {}).get("isoflop") or {})]
-    sources += [(law, fits.get("laws", {}).get(law) or {}) for law in MORE_LAWS]
+    exponents = {k for keys in EXPONENTS.values() for k in keys}
+    sources = [(law, law_entry(fits, law)) for law in LAWS]
+    sources += [("compute-optimal", {"quality": law_entry(fits, "L(N,D)").get("quality"),
+                                     **(fits.get("compute_optimal") or {})}),
+                ("isoflop", law_entry(fits, "isoflop"))]
+    sources += [(law, law_entry(fits, law)) for law in MORE_LAWS]
     for law, entry in sources:
+        said = verdict(entry)
+        mark = "" if said == "unknown" else f" ({said})"
         values = entry.get("params") or {k: entry[k] for k in ("a", "b", "G", "k_N", "k_D") if k in entry}
         for name, value in values.items():
             lo, hi = ((entry.get("ci") or {}).get(name) or (np.nan, np.nan))
-            panel = "exponent" if name in EXPONENTS else "E" if name == "E" else "coefficient"
-            rows.append({"law": law, "label": f"{law} {GREEK.get(name, name)}", "value": value,
+            panel = "exponent" if name in exponents else "E" if name == "E" else "coefficient"
+            rows.append({"law": law, "label": f"{law} {SYMBOLS.get(name, name)}{mark}", "value": value,
                          "lo": lo, "hi": hi, "panel": panel})
     return pd.DataFrame(rows, columns=["law", "label", "value", "lo", "hi", "panel"])
 
@@ -136,7 +142,7 @@ def parameters_figure(runs, fits, curves=None):
             ax.axvline(fits["optimal_loss"], ls=":", color="0.3", lw=1.2)
             ax.text(fits["optimal_loss"], len(part) - 0.35, "optimal loss ", fontsize="xx-small",
                     color="0.3", va="top", ha="right")
-    skipped = [law for law in LAWS if "params" not in fits.get("laws", {}).get(law, {})]
+    skipped = [law for law in LAWS if "params" not in law_entry(fits, law)]
     fig.suptitle(title + (f"\n(not fitted: {', '.join(skipped)})" if skipped else ""), fontsize="small")
     fig.tight_layout()
     return fig
@@ -144,7 +150,7 @@ def parameters_figure(runs, fits, curves=None):
 
 def _isoflop_runs(runs, fits) -> tuple[pd.DataFrame | None, str]:
     """Usable cells with their planned budget C_budget (a column, or the data name C<budget>)."""
-    runs = usable_runs(runs, fits.get("experiment"))
+    runs = experiment_cells(runs, fits)
     if runs.empty:
         return None, "no usable cell with a compute budget"
     runs = runs.assign(C_budget=laws.budgets(runs))  # the fit stage's reading of a cell's budget
@@ -184,7 +190,9 @@ def isoflops_figure(runs, fits, curves=None):
     ax.set(xlabel="non-embedding parameters N", ylabel=ps.loss_label(runs))
     ps.log_axes(ax)
     note = f" ({result['skipped']})" if "skipped" in result else " (× = parabola minimum)"
-    ax.set_title(title + note, fontsize="small")
+    entry = law_entry(fits, "isoflop")
+    stored = f"\n{ps.wrap(law_text('isoflop', entry), 70)}" if "a" in entry else ""
+    ax.set_title(title + note + stored, fontsize="small")
     ps.legend_right(ax, "budget C (FLOPs)")
     return fig
 
@@ -214,7 +222,7 @@ def n_opt_figure(runs, fits, curves=None):
         ax.scatter(c, [b["N_opt"] for b in result["budgets"]], color=palette[0], zorder=3,
                    label="IsoFLOP minima")
         ax.plot(grid, result["k_N"] * grid ** result["a"], "-", color=palette[0],
-                label=f"$N_{{opt}} \\propto C^{{{result['a']:.2f}}}$ (approach 2)")
+                label=f"$N_{{opt}} \\propto C^{{{result['a']:.2f}}}$ (approach 2, refit here)")
         samples = result["samples"]
         if len(samples):
             band = samples["k_N"].to_numpy()[:, None] * grid[None, :] ** samples["a"].to_numpy()[:, None]
@@ -224,19 +232,23 @@ def n_opt_figure(runs, fits, curves=None):
                             label=f"{result['ci_level']:.0%} bootstrap band")
     else:
         notes.append(result["skipped"])
-        c = _six_nd(usable_runs(runs, fits.get("experiment"))).to_numpy(float)
+        c = _six_nd(experiment_cells(runs, fits)).to_numpy(float)
         grid = np.geomspace(c.min(), c.max(), 100) if c.size else np.geomspace(1e12, 1e18, 100)
     if has_allocation:
         ax.plot(grid, optimal["G"] * (grid / 6) ** optimal["a"], "--", color=palette[1],
                 label=f"L(N,D): $N_{{opt}} \\propto C^{{{optimal['a']:.2f}}}$ (no band stored)")
-    cells = usable_runs(runs, fits.get("experiment"))
+    cells = experiment_cells(runs, fits)
     ax.scatter(_six_nd(cells), cells["N_nonembedding"], s=8, color="0.75", edgecolor="none", zorder=1,
                label="cells run")
     ax.set(xlabel="training compute C = 6ND (FLOPs)", ylabel="compute-optimal N (non-embedding)",
            yscale="log")
     ps.log_axes(ax, loss_y=False)
     ax.yaxis.set_major_formatter(ps.mticker.FuncFormatter(lambda v, _: ps.human(v)))
-    ax.set_title(title + (f"\n({'; '.join(notes)})" if notes else ""), fontsize="small")
+    # The verdicts of the laws this figure draws, as fits.json judged them.
+    drawn = dict(fitted_laws(fits))  # compute_optimal: L(N,D)'s allocation, with L(N,D)'s verdict
+    notes += [law_text(law, drawn[law]) for law in ("isoflop", "compute_optimal")
+              if law in drawn and verdict(drawn[law]) != "unknown"]
+    ax.set_title(title + "".join(f"\n{ps.wrap(note, 70)}" for note in notes), fontsize="small")
     ps.legend_right(ax)
     return fig
 
@@ -258,24 +270,22 @@ def _joint_panel(ax, points: pd.DataFrame, x_col: str, entry: dict, law, x_label
 
 def kaplan_figure(runs, fits, curves=None):
     """Kaplan et al. (2020): L(N, D) (Eq. 1.5) over final losses, L(N, S) (Eq. 1.6) over learning curves."""
-    from workflow_scripts.analysis.fit import kaplan
-
     ps.style()
-    runs = usable_runs(runs, fits.get("experiment"))
+    runs = experiment_cells(runs, fits)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6))
-    nd = fits.get("laws", {}).get(kaplan.ND_LAW) or {"law": kaplan.ND_LAW, "skipped": "not in fits.json"}
-    finals = cells_of(runs, nd).rename(columns={"val_loss": "loss"})
+    nd = law_entry(fits, kaplan.ND_LAW) or {"law": kaplan.ND_LAW, "skipped": "not in fits.json"}
+    finals = fitted_cells(runs, nd).rename(columns={"val_loss": "loss"})
     _joint_panel(left, finals, "D", nd, kaplan.nd_law, f"training {ps.data_unit(runs)} D", runs)
-    left.set_title("Kaplan L(N,D), Eq. 1.5 (dashed: fit per N)", fontsize="small")
-    ns = fits.get("laws", {}).get(kaplan.NS_LAW) or {"law": kaplan.NS_LAW, "skipped": "not in fits.json"}
-    if curves is not None and not isinstance(curves, pd.DataFrame):
-        curves = pd.read_parquet(curves) if str(curves).endswith(".parquet") else None
+    left.set_title(ps.wrap(f"Kaplan L(N,D), Eq. 1.5 (dashed: fit per N){verdict_note(nd)}", 60),
+                   fontsize="x-small")
+    ns = law_entry(fits, kaplan.NS_LAW) or {"law": kaplan.NS_LAW, "skipped": "not in fits.json"}
+    curves = curves_table(curves)
     if "params" in ns and curves is None:
         ns = {"law": kaplan.NS_LAW, "skipped": "no learning curves given"}
     points = (kaplan.curve_points(runs, curves, ns.get("curve_skip", 0.1)).rename(columns={"eval_loss": "loss"})
               if "params" in ns else None)
     _joint_panel(right, points, "step", ns, kaplan.ns_law, "optimizer steps S", runs)
-    right.set_title("L(N,S), Eq. 1.6, each N's longest run", fontsize="small")
+    right.set_title(ps.wrap(f"L(N,S), Eq. 1.6, each N's longest run{verdict_note(ns)}", 60), fontsize="x-small")
     ps.legend_right(right, "parameters N")
     fig.suptitle(f"Kaplan et al. (2020) joint laws — {fits.get('experiment', '')}", fontsize="small")
     fig.tight_layout()

@@ -1,9 +1,10 @@
 """The one look of every figure: theme, palettes, tick labels, notes and byte-stable saving.
 
 Categories (laws, budgets) take seaborn's "colorblind" palette; ordered sizes (N, D) take
-viridis, perceptually uniform and readable in grey and by colour-blind readers. A figure
-whose input is missing is still drawn, with a "not available: <why>" note, so the
-Snakemake outputs always exist and the report says why the figure is empty.
+viridis, perceptually uniform and readable in grey and by colour-blind readers. The DAG asks
+only for figures that apply (``workflow_scripts.plan.figures``); one whose input is missing all
+the same (a law the fit skipped) is still drawn, with a "not available: <why>" note, so its
+Snakemake outputs exist and the report says why it is empty.
 """
 
 from __future__ import annotations
@@ -107,6 +108,11 @@ def optimal_loss(ax, fits: dict) -> None:
     """The generator's optimal loss as a dotted line, when the experiment knows it."""
     if fits.get("optimal_loss") is not None:
         ax.axhline(fits["optimal_loss"], ls=":", color="0.3", lw=1.2, label="optimal loss (generator)")
+
+
+def wrap(text: str, width: int = 52) -> str:
+    """A long legend entry (a law with its verdict and reason) over several lines."""
+    return textwrap.fill(text, width, subsequent_indent="  ")
 
 
 def not_available(ax, why: str, width: int = 40) -> None:
