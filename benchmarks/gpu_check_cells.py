@@ -1,0 +1,269 @@
+"""Parts a, d and e of benchmarks/gpu_check.py: real cells in real processes.
+
+a. the tiny study of benchmarks/gpu_check.yaml end to end through Snakemake twice at once, on the GPU
+   (``resources.gpu: 1``: each cell claims the GPU, ``--device auto`` picks CUDA, precision auto bf16)
+   and on the CPU in fp32 (``CUDA_VISIBLE_DEVICES=""``: auto finds no GPU), cell against cell;
+d. a cell killed with SIGKILL between two checkpoints, run again: does it resume, and how far is its
+   final loss from two uninterrupted runs (whose own difference is the device's run-to-run floor);
+e. two one-cell studies at once, each ``snakemake --resources gpu=1``, sharing the GPU slot locks
+   (workflow_scripts/train/gpu_slots.py): their training must not overlap in time.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+import train_throughput as tt
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINER = "workflow_scripts.train.token_cell"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Jobs run this interpreter (first on PATH) and import this checkout's workflow_scripts."""
+    env = dict(os.environ, PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
+    env.setdefault("MPLCONFIGDIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-check-mpl"))
+    env.update(extra)
+    return env
+
+
+def study_config(study: dict, settings: dict, smoke: bool, gpu: int) -> dict:
+    """The study of gpu_check.yaml (its smoke sizes under --device cpu) with ``resources.gpu = gpu``."""
+    config = copy.deepcopy(study)
+    for exp in config["experiments"].values():
+        exp["resources"] = {**exp.get("resources", {}), "gpu": gpu}
+        if smoke:
+            small = settings["smoke"]
+            exp.update(models=small["models"], data_sizes=small["data_sizes"])
+            exp["model"] = {**exp["model"], "context": small["context"]}
+            exp["training"] = {**exp["training"], **small["training"]}
+            exp["analysis"] = {**exp.get("analysis", {}), "bootstrap": small["bootstrap"]}
+            config["datasets"][exp["dataset"]]["symbols"] = small["symbols"]
+    return config
+
+
+def snakemake_command(workdir: Path, config_path: Path, cores: int, gpus: int, *extra: str) -> list[str]:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--configfile", str(config_path), "--cores", str(cores), *extra]
+    return command + (["--resources", f"gpu={gpus}"] if gpus else [])
+
+
+def start_study(workdir: Path, config: dict, cores: int, gpus: int, env: dict, *extra: str) -> subprocess.Popen:
+    """``snakemake`` on ``config`` in ``workdir``, its output in ``workdir/snakemake.log``."""
+    from workflow_scripts.io import atomic_write_text
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
+    log = open(workdir / "snakemake.log", "w")  # noqa: SIM115 (the child writes it; closed with the process)
+    return subprocess.Popen(snakemake_command(workdir, config_path, cores, gpus, *extra), cwd=workdir, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def finish(process: subprocess.Popen, timeout_s: float, what: str) -> None:
+    try:
+        code = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)  # Snakemake cancels its jobs on SIGINT (GUIDE sec. 5)
+        process.wait(timeout=30)
+        raise TimeoutError(f"{what} did not finish in {timeout_s:.0f} s")
+    if code != 0:
+        raise RuntimeError(f"{what} exited with status {code}: see its snakemake.log")
+
+
+def cell_runs(config: dict, workdir: Path) -> list[tuple]:
+    """(cell, metrics) of every cell of a finished study."""
+    from workflow_scripts.io import read_json
+    from workflow_scripts.plan.config import validate_config
+    from workflow_scripts.plan.grid import expand_grid
+
+    return [(cell, read_json(workdir / "results" / cell.experiment / "runs" / cell.model / cell.data
+                             / cell.seed_name / "metrics.json"))
+            for cell in expand_grid(validate_config(config))]
+
+
+def finite(metrics: dict) -> bool:
+    values = [metrics[k] for k in ("val_loss", "train_loss", "test_loss", "val_loss_best")]
+    return metrics["status"] == "ok" and all(v is not None and math.isfinite(v) for v in values)
+
+
+def study(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
+    """Part a."""
+    smoke = device == "cpu"
+    runs = {"device": study_config(study_cfg, settings, smoke, gpu=1), "cpu": study_config(study_cfg, settings, smoke, 0)}
+    sizes = settings["smoke"] if smoke else settings
+    hidden = child_env(GPU_SLOTS_DIR=str(folder / "locks"), CUDA_VISIBLE_DEVICES="")  # auto finds no GPU
+    started = time.perf_counter()
+    processes = {
+        # Under --device cpu both train on the CPU: the device run's code path, in fp32.
+        "device": start_study(folder / "device", runs["device"], sizes["cuda_cores"], 1,
+                              hidden if smoke else child_env(GPU_SLOTS_DIR=str(folder / "locks"))),
+        "cpu": start_study(folder / "cpu", runs["cpu"], sizes["cpu_cores"], 0, hidden),
+    }
+    for name, process in processes.items():
+        finish(process, settings["timeout_s"], f"the {name} study")
+    expected = ("cpu", "fp32") if smoke else ("cuda", "bf16")
+    rows = []
+    for (cell, on_device), (_, on_cpu) in zip(cell_runs(runs["device"], folder / "device"),
+                                              cell_runs(runs["cpu"], folder / "cpu")):
+        prov = on_device["provenance"]
+        rows.append({"cell": f"{cell.model}/{cell.data}", "device": prov["device"], "precision": prov["precision"],
+                     "val_loss": on_device["val_loss"], "val_loss_cpu_fp32": on_cpu["val_loss"],
+                     "rel_diff": abs(on_device["val_loss"] - on_cpu["val_loss"]) / on_cpu["val_loss"],
+                     "tokens_per_s": on_device["tokens_per_s"], "tokens_per_s_cpu": on_cpu["tokens_per_s"],
+                     "finite": finite(on_device) and finite(on_cpu)})
+    tolerance = settings["rel_tolerance"]
+    outputs = ["runs.csv", "fits.json", "figures/loss_vs_N.png"]
+    experiment = next(iter(runs["device"]["experiments"]))
+    return {
+        "seconds_both_studies": time.perf_counter() - started, "rel_tolerance": tolerance, "cells": rows,
+        "checks": {
+            "every_metric_finite": all(r["finite"] for r in rows),
+            f"provenance_says_{expected[0]}_{expected[1]}": all(
+                r["device"].split(":")[0] == expected[0] and r["precision"] == expected[1] for r in rows),
+            f"val_loss_within_{tolerance:.0%}_of_cpu_fp32": all(r["rel_diff"] <= tolerance for r in rows),
+            "study_outputs_written": all((folder / "device" / "results" / experiment / o).exists() for o in outputs),
+        },
+    }
+
+
+def trainer_argv(device: str, settings: dict, tokens_dir: Path, out: Path) -> list[str]:
+    model = settings["model"]
+    return [sys.executable, "-m", TRAINER, "--train-tokens", str(tokens_dir / "train.bin"),
+            "--val-tokens", str(tokens_dir / "val.bin"), "--n-layer", str(model["n_layer"]),
+            "--d-model", str(model["d_model"]), "--n-head", str(model["n_head"]),
+            "--context", str(model["context"]), "--tokens", str(settings["tokens"]),
+            "--batch-size", str(settings["batch_size"]), "--eval-tokens", "4096", "--eval-points", "4",
+            "--checkpoint-every-steps", str(settings["checkpoint_every_steps"]), "--checkpoint-every-s", "0",
+            "--device", device, "--metrics", str(out / "metrics.json"), "--curve", str(out / "curve.csv")]
+
+
+def run_trainer(argv: list[str], out: Path, timeout_s: float) -> subprocess.CompletedProcess:
+    out.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(argv, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s)
+    (out / "train.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"{TRAINER} in {out} exited with status {done.returncode}: {done.stderr.strip()[-300:]}")
+    return done
+
+
+# The cell as `python -m`, sending itself SIGKILL after optimiser step argv[1]: a kill at a known step
+# (no handler runs, as with an outside kill) without racing a poll against steps of a millisecond.
+KILLED_CELL = """
+import os, runpy, signal, sys
+from torch.optim.optimizer import register_optimizer_step_post_hook
+kill_at, steps = int(sys.argv[1]), [0]
+def after_step(optimizer, args, kwargs):
+    steps[0] += 1
+    if steps[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+register_optimizer_step_post_hook(after_step)
+sys.argv = [sys.argv[0], *sys.argv[2:]]
+runpy.run_module("workflow_scripts.train.token_cell", run_name="__main__", alter_sys=True)
+"""
+
+
+def kill_at_step(argv: list[str], out: Path, step: int, timeout_s: float) -> int:
+    """Run the cell until it SIGKILLs itself after ``step`` optimiser steps; its exit status."""
+    out.mkdir(parents=True, exist_ok=True)
+    python, _, module, *flags = argv
+    assert module == TRAINER
+    done = subprocess.run([python, "-c", KILLED_CELL, str(step), *flags], cwd=REPO, env=child_env(),
+                          capture_output=True, text=True, timeout=timeout_s)
+    (out / "killed.log").write_text(done.stdout + done.stderr)
+    if done.returncode != -signal.SIGKILL:
+        raise RuntimeError(f"the cell to be killed at step {step} exited with status {done.returncode}, "
+                           f"expected -{signal.SIGKILL.value} (SIGKILL): {done.stderr.strip()[-300:]}")
+    if (out / "metrics.json").exists():
+        raise RuntimeError(f"the cell finished before step {step}: give it more steps")
+    return done.returncode
+
+
+def resume(device: str, folder: Path, settings: dict) -> dict:
+    """Part d."""
+    import pandas as pd
+
+    from workflow_scripts.io import read_json
+
+    model, timeout = settings["model"], settings["timeout_s"]
+    tokens_dir = folder / "tokens"
+    tokens_dir.mkdir(parents=True, exist_ok=True)
+    tt.write_tokens(tokens_dir, "train", settings["tokens"] + model["context"] + 1, model["vocab_size"], 0)
+    tt.write_tokens(tokens_dir, "val", 8192, model["vocab_size"], 1)
+    runs = {}
+    for name in ("uninterrupted", "uninterrupted_again"):
+        run_trainer(trainer_argv(device, settings, tokens_dir, folder / name), folder / name, timeout)
+    killed = kill_at_step(trainer_argv(device, settings, tokens_dir, folder / "killed"), folder / "killed",
+                          settings["kill_at_step"], timeout)
+    rerun = run_trainer(trainer_argv(device, settings, tokens_dir, folder / "killed"), folder / "killed", timeout)
+    for name in ("uninterrupted", "uninterrupted_again", "killed"):
+        runs[name] = (read_json(folder / name / "metrics.json"), pd.read_csv(folder / name / "curve.csv"))
+    (ref, ref_curve), (again, again_curve), (resumed, resumed_curve) = runs.values()
+    floor = abs(ref["val_loss"] - again["val_loss"])
+    diff = abs(resumed["val_loss"] - ref["val_loss"])
+    deterministic = floor == 0 and ref_curve.equals(again_curve)
+    bitwise = diff == 0 and resumed_curve.equals(ref_curve)
+    resumed_from = resumed["provenance"]["resumed_from_steps"]
+    # Without deterministic algorithms the device's own floor sets the bar: 3x it, or 0.5% of the loss.
+    tolerance = 0.0 if deterministic else max(3 * floor, 0.005 * ref["val_loss"])
+    return {
+        "model": model, "steps": ref["steps"], "killed_at_step": settings["kill_at_step"], "killed_status": killed, "resumed_from_steps": resumed_from,
+        "resume_message": next((l for l in rerun.stderr.splitlines() if "resuming from checkpoint" in l), None),
+        "val_loss_uninterrupted": ref["val_loss"], "val_loss_resumed": resumed["val_loss"], "abs_diff": diff,
+        "run_to_run_floor": floor, "deterministic_run_to_run": deterministic, "bitwise_equal": bitwise,
+        "tolerance": tolerance,
+        "algorithms": "torch defaults (torch.use_deterministic_algorithms off; token_cell has no flag for it)",
+        "checks": {"resumed_from_its_checkpoint": len(resumed_from) == 1 and 0 < resumed_from[0] < ref["steps"],
+                   "finished_ok": resumed["status"] == "ok" and resumed["steps"] == ref["steps"],
+                   "final_loss_within_tolerance": diff <= tolerance},
+    }
+
+
+def slots(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
+    """Part e."""
+    from workflow_scripts.io import read_json
+
+    config = study_config(study_cfg, {}, smoke=False, gpu=1)
+    for exp in config["experiments"].values():
+        exp.update(models=[settings["model"]], data_sizes=[settings["data_size"]])
+        exp["analysis"] = {**exp.get("analysis", {}), "bootstrap": 0}
+    env = child_env(GPU_SLOTS_DIR=str(folder / "locks"))
+    if device == "cpu":  # a fake one-GPU machine: the cells hold its lock and train on the CPU
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        env["GPU_SLOTS_COUNT"] = "1"
+    names = ("first", "second")
+    # Data first, so that both studies reach their training job within a second of each other.
+    for process in [start_study(folder / n, config, 1, 1, env, "--omit-from", "train_cell") for n in names]:
+        finish(process, settings["timeout_s"], "data preparation")
+    processes = [start_study(folder / n, config, 1, 1, env, "--until", "train_cell") for n in names]
+    for name, process in zip(names, processes):
+        finish(process, settings["timeout_s"], f"the {name} study")
+    (cell, _), = cell_runs(config, folder / "first")
+    rows = []
+    for name in names:
+        run = folder / name / "results" / cell.experiment / "runs" / cell.model / cell.data / cell.seed_name
+        metrics = read_json(run / "metrics.json")
+        end = (run / "metrics.json").stat().st_mtime
+        log = (folder / name / "results" / cell.experiment / "logs" / "train" / cell.model / cell.data
+               / f"{cell.seed_name}.log").read_text()
+        rows.append({"study": name, "device": metrics["provenance"]["device"], "gpus_flag":
+                     metrics["provenance"]["config"]["gpus"], "train_start": end - metrics["wall_time_s"],
+                     "train_end": end, "waited_for_gpu": "waiting for 1 free GPUs" in log})
+    first, second = sorted(rows, key=lambda r: r["train_start"])
+    t0 = first["train_start"]
+    for row in rows:
+        row["train_start"], row["train_end"] = row["train_start"] - t0, row["train_end"] - t0
+    return {"cell": f"{cell.model}/{cell.data}", "cells": rows,
+            "contended": any(r["waited_for_gpu"] for r in rows),
+            "checks": {"never_shared_the_device": second["train_start"] >= first["train_end"],
+                       "each_claimed_one_gpu": all(r["gpus_flag"] == 1 for r in rows)}}
