@@ -65,20 +65,38 @@ def start_study(workdir: Path, config: dict, cores: int, gpus: int, env: dict, *
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
     atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
-    log = open(workdir / "snakemake.log", "w")  # noqa: SIM115 (the child writes it; closed with the process)
-    return subprocess.Popen(snakemake_command(workdir, config_path, cores, gpus, *extra), cwd=workdir, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    with open(workdir / "snakemake.log", "w") as log:
+        # A session of its own: on a timeout the whole tree (snakemake and its jobs) is stopped together.
+        return subprocess.Popen(snakemake_command(workdir, config_path, cores, gpus, *extra), cwd=workdir,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def finish(process: subprocess.Popen, timeout_s: float, what: str) -> None:
+def finish(processes: dict[str, subprocess.Popen], timeout_s: float) -> None:
+    """Wait for every study until one deadline; on a timeout or a failure stop them all, then say which."""
+    deadline = time.monotonic() + timeout_s
+    failed = []
+    for name, process in processes.items():
+        try:
+            if process.wait(timeout=max(0.0, deadline - time.monotonic())) != 0:
+                failed.append(f"the {name} study exited with status {process.returncode} (see its snakemake.log)")
+        except subprocess.TimeoutExpired:
+            failed.append(f"the {name} study did not finish in {timeout_s:.0f} s")
+    for process in processes.values():
+        stop(process)
+    if failed:
+        raise RuntimeError("; ".join(failed))
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGINT to a running study's process group (Snakemake stops its jobs on it, GUIDE sec. 5), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGINT)
     try:
-        code = process.wait(timeout=timeout_s)
+        process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)  # Snakemake cancels its jobs on SIGINT (GUIDE sec. 5)
-        process.wait(timeout=30)
-        raise TimeoutError(f"{what} did not finish in {timeout_s:.0f} s")
-    if code != 0:
-        raise RuntimeError(f"{what} exited with status {code}: see its snakemake.log")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def cell_runs(config: dict, workdir: Path) -> list[tuple]:
@@ -110,8 +128,7 @@ def study(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
                               hidden if smoke else child_env(GPU_SLOTS_DIR=str(folder / "locks"))),
         "cpu": start_study(folder / "cpu", runs["cpu"], sizes["cpu_cores"], 0, hidden),
     }
-    for name, process in processes.items():
-        finish(process, settings["timeout_s"], f"the {name} study")
+    finish(processes, settings["timeout_s"])
     expected = ("cpu", "fp32") if smoke else ("cuda", "bf16")
     rows = []
     for (cell, on_device), (_, on_cpu) in zip(cell_runs(runs["device"], folder / "device"),
@@ -200,12 +217,12 @@ def resume(device: str, folder: Path, settings: dict) -> dict:
     tokens_dir.mkdir(parents=True, exist_ok=True)
     tt.write_tokens(tokens_dir, "train", settings["tokens"] + model["context"] + 1, model["vocab_size"], 0)
     tt.write_tokens(tokens_dir, "val", 8192, model["vocab_size"], 1)
-    runs = {}
-    for name in ("uninterrupted", "uninterrupted_again"):
-        run_trainer(trainer_argv(device, settings, tokens_dir, folder / name), folder / name, timeout)
     killed = kill_at_step(trainer_argv(device, settings, tokens_dir, folder / "killed"), folder / "killed",
                           settings["kill_at_step"], timeout)
     rerun = run_trainer(trainer_argv(device, settings, tokens_dir, folder / "killed"), folder / "killed", timeout)
+    for name in ("uninterrupted", "uninterrupted_again"):
+        run_trainer(trainer_argv(device, settings, tokens_dir, folder / name), folder / name, timeout)
+    runs = {}
     for name in ("uninterrupted", "uninterrupted_again", "killed"):
         runs[name] = (read_json(folder / name / "metrics.json"), pd.read_csv(folder / name / "curve.csv"))
     (ref, ref_curve), (again, again_curve), (resumed, resumed_curve) = runs.values()
@@ -243,11 +260,10 @@ def slots(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
         env["GPU_SLOTS_COUNT"] = "1"
     names = ("first", "second")
     # Data first, so that both studies reach their training job within a second of each other.
-    for process in [start_study(folder / n, config, 1, 1, env, "--omit-from", "train_cell") for n in names]:
-        finish(process, settings["timeout_s"], "data preparation")
-    processes = [start_study(folder / n, config, 1, 1, env, "--until", "train_cell") for n in names]
-    for name, process in zip(names, processes):
-        finish(process, settings["timeout_s"], f"the {name} study")
+    finish({f"{n} (data)": start_study(folder / n, config, 1, 1, env, "--omit-from", "train_cell") for n in names},
+           settings["timeout_s"])
+    finish({n: start_study(folder / n, config, 1, 1, env, "--until", "train_cell") for n in names},
+           settings["timeout_s"])
     (cell, _), = cell_runs(config, folder / "first")
     rows = []
     for name in names:
@@ -259,7 +275,8 @@ def slots(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
         rows.append({"study": name, "device": metrics["provenance"]["device"], "gpus_flag":
                      metrics["provenance"]["config"]["gpus"], "train_start": end - metrics["wall_time_s"],
                      "train_end": end, "waited_for_gpu": "waiting for 1 free GPUs" in log})
-    first, second = sorted(rows, key=lambda r: r["train_start"])
+    rows.sort(key=lambda r: r["train_start"])
+    first, second = rows
     t0 = first["train_start"]
     for row in rows:
         row["train_start"], row["train_end"] = row["train_start"] - t0, row["train_end"] - t0
