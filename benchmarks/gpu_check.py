@@ -18,8 +18,8 @@ b. throughput  a GPT-2-small step (124M parameters, context 1024, vocabulary 502
 c. overhead    a small cell (d 128): step time with token_cell's per-step sync, without it, and replayed as
                one CUDA graph, against the time its FLOPs take at the peak;
 d. resume      a CUDA cell killed with SIGKILL between checkpoints, run again: resumed or not, and
-               its final loss against two uninterrupted runs (bitwise where the device is run-to-run
-               deterministic, which is recorded);
+               its final loss against two uninterrupted runs (bitwise where those two agree bitwise),
+               with torch's default kernels and again under torch.use_deterministic_algorithms;
 e. slots       two one-cell studies at once, each ``snakemake --resources gpu=1``, sharing the GPU slot
                locks: their training never overlaps on the one device.
 

@@ -25,7 +25,6 @@ import yaml
 import train_throughput as tt
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINER = "workflow_scripts.train.token_cell"
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -154,96 +153,102 @@ def study(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
     }
 
 
-def trainer_argv(device: str, settings: dict, tokens_dir: Path, out: Path) -> list[str]:
+def trainer_flags(device: str, settings: dict, tokens_dir: Path, out: Path) -> list[str]:
     model = settings["model"]
-    return [sys.executable, "-m", TRAINER, "--train-tokens", str(tokens_dir / "train.bin"),
-            "--val-tokens", str(tokens_dir / "val.bin"), "--n-layer", str(model["n_layer"]),
-            "--d-model", str(model["d_model"]), "--n-head", str(model["n_head"]),
+    return ["--train-tokens", str(tokens_dir / "train.bin"), "--val-tokens", str(tokens_dir / "val.bin"),
+            "--n-layer", str(model["n_layer"]), "--d-model", str(model["d_model"]), "--n-head", str(model["n_head"]),
             "--context", str(model["context"]), "--tokens", str(settings["tokens"]),
             "--batch-size", str(settings["batch_size"]), "--eval-tokens", "4096", "--eval-points", "4",
             "--checkpoint-every-steps", str(settings["checkpoint_every_steps"]), "--checkpoint-every-s", "0",
             "--device", device, "--metrics", str(out / "metrics.json"), "--curve", str(out / "curve.csv")]
 
 
-def run_trainer(argv: list[str], out: Path, timeout_s: float) -> subprocess.CompletedProcess:
-    out.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(argv, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s)
-    (out / "train.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"{TRAINER} in {out} exited with status {done.returncode}: {done.stderr.strip()[-300:]}")
-    return done
-
-
-# The cell as `python -m`, sending itself SIGKILL after optimiser step argv[1]: a kill at a known step
-# (no handler runs, as with an outside kill) without racing a poll against steps of a millisecond.
-KILLED_CELL = """
+# The trainer as `python -m workflow_scripts.train.token_cell FLAGS`, optionally with deterministic algorithms
+# (token_cell has no flag for them) and sending itself SIGKILL after optimiser step KILL_AT: a kill at a
+# known step (no handler runs, as with an outside kill) without racing a poll against millisecond steps.
+CELL = """
 import os, runpy, signal, sys
-from torch.optim.optimizer import register_optimizer_step_post_hook
-kill_at, steps = int(sys.argv[1]), [0]
-def after_step(optimizer, args, kwargs):
-    steps[0] += 1
-    if steps[0] == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-register_optimizer_step_post_hook(after_step)
-sys.argv = [sys.argv[0], *sys.argv[2:]]
+kill_at, deterministic = int(sys.argv[1]), sys.argv[2] == "deterministic"
+if deterministic:
+    import torch
+    torch.use_deterministic_algorithms(True, warn_only=True)  # warn_only: an op without one still runs
+if kill_at:
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    steps = [0]
+    def after_step(optimizer, args, kwargs):
+        steps[0] += 1
+        if steps[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    register_optimizer_step_post_hook(after_step)
+sys.argv = [sys.argv[0], *sys.argv[3:]]
 runpy.run_module("workflow_scripts.train.token_cell", run_name="__main__", alter_sys=True)
 """
 
 
-def kill_at_step(argv: list[str], out: Path, step: int, timeout_s: float) -> int:
-    """Run the cell until it SIGKILLs itself after ``step`` optimiser steps; its exit status."""
+def run_cell(flags: list[str], out: Path, algorithms: str, timeout_s: float, kill_at: int = 0):
+    """The cell run to its end (or killed after ``kill_at`` steps); its completed process, log in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    python, _, module, *flags = argv
-    assert module == TRAINER
-    done = subprocess.run([python, "-c", KILLED_CELL, str(step), *flags], cwd=REPO, env=child_env(),
+    # cuBLAS is deterministic only with a fixed workspace (torch.use_deterministic_algorithms docs).
+    env = child_env(**({"CUBLAS_WORKSPACE_CONFIG": ":4096:8"} if algorithms == "deterministic" else {}))
+    done = subprocess.run([sys.executable, "-c", CELL, str(kill_at), algorithms, *flags], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout_s)
-    (out / "killed.log").write_text(done.stdout + done.stderr)
-    if done.returncode != -signal.SIGKILL:
-        raise RuntimeError(f"the cell to be killed at step {step} exited with status {done.returncode}, "
-                           f"expected -{signal.SIGKILL.value} (SIGKILL): {done.stderr.strip()[-300:]}")
-    if (out / "metrics.json").exists():
-        raise RuntimeError(f"the cell finished before step {step}: give it more steps")
-    return done.returncode
+    (out / ("killed.log" if kill_at else "train.log")).write_text(done.stdout + done.stderr)
+    expected = -signal.SIGKILL if kill_at else 0
+    if done.returncode != expected:
+        raise RuntimeError(f"the cell in {out}{f' to be killed at step {kill_at}' if kill_at else ''} exited with "
+                           f"status {done.returncode}, expected {expected}"
+                           f"{' (SIGKILL)' if kill_at else ''}: {done.stderr.strip()[-300:]}")
+    if kill_at and (out / "metrics.json").exists():
+        raise RuntimeError(f"the cell finished before step {kill_at}: give it more steps")
+    return done
 
 
-def resume(device: str, folder: Path, settings: dict) -> dict:
-    """Part d."""
+def resume_once(device: str, folder: Path, settings: dict, tokens_dir: Path, algorithms: str) -> dict:
+    """Killed and rerun, against two uninterrupted runs, under ``algorithms`` (default or deterministic)."""
     import pandas as pd
 
     from workflow_scripts.io import read_json
 
-    model, timeout = settings["model"], settings["timeout_s"]
-    tokens_dir = folder / "tokens"
-    tokens_dir.mkdir(parents=True, exist_ok=True)
-    tt.write_tokens(tokens_dir, "train", settings["tokens"] + model["context"] + 1, model["vocab_size"], 0)
-    tt.write_tokens(tokens_dir, "val", 8192, model["vocab_size"], 1)
-    killed = kill_at_step(trainer_argv(device, settings, tokens_dir, folder / "killed"), folder / "killed",
-                          settings["kill_at_step"], timeout)
-    rerun = run_trainer(trainer_argv(device, settings, tokens_dir, folder / "killed"), folder / "killed", timeout)
-    for name in ("uninterrupted", "uninterrupted_again"):
-        run_trainer(trainer_argv(device, settings, tokens_dir, folder / name), folder / name, timeout)
+    timeout = settings["timeout_s"]
+    killed = folder / "killed"
+    run_cell(trainer_flags(device, settings, tokens_dir, killed), killed, algorithms, timeout, settings["kill_at_step"])
+    rerun = run_cell(trainer_flags(device, settings, tokens_dir, killed), killed, algorithms, timeout)
     runs = {}
     for name in ("uninterrupted", "uninterrupted_again", "killed"):
+        if name != "killed":
+            run_cell(trainer_flags(device, settings, tokens_dir, folder / name), folder / name, algorithms, timeout)
         runs[name] = (read_json(folder / name / "metrics.json"), pd.read_csv(folder / name / "curve.csv"))
     (ref, ref_curve), (again, again_curve), (resumed, resumed_curve) = runs.values()
     floor = abs(ref["val_loss"] - again["val_loss"])
     diff = abs(resumed["val_loss"] - ref["val_loss"])
     deterministic = floor == 0 and ref_curve.equals(again_curve)
-    bitwise = diff == 0 and resumed_curve.equals(ref_curve)
     resumed_from = resumed["provenance"]["resumed_from_steps"]
-    # Without deterministic algorithms the device's own floor sets the bar: 3x it, or 0.5% of the loss.
+    # Where two uninterrupted runs differ, that floor sets the bar: 3x it, or 0.5% of the loss.
     tolerance = 0.0 if deterministic else max(3 * floor, 0.005 * ref["val_loss"])
     return {
-        "model": model, "steps": ref["steps"], "killed_at_step": settings["kill_at_step"], "killed_status": killed, "resumed_from_steps": resumed_from,
+        "algorithms": algorithms, "steps": ref["steps"], "resumed_from_steps": resumed_from,
         "resume_message": next((l for l in rerun.stderr.splitlines() if "resuming from checkpoint" in l), None),
         "val_loss_uninterrupted": ref["val_loss"], "val_loss_resumed": resumed["val_loss"], "abs_diff": diff,
-        "run_to_run_floor": floor, "deterministic_run_to_run": deterministic, "bitwise_equal": bitwise,
-        "tolerance": tolerance,
-        "algorithms": "torch defaults (torch.use_deterministic_algorithms off; token_cell has no flag for it)",
-        "checks": {"resumed_from_its_checkpoint": len(resumed_from) == 1 and 0 < resumed_from[0] < ref["steps"],
-                   "finished_ok": resumed["status"] == "ok" and resumed["steps"] == ref["steps"],
-                   "final_loss_within_tolerance": diff <= tolerance},
+        "run_to_run_floor": floor, "deterministic_run_to_run": deterministic,
+        "bitwise_equal": diff == 0 and resumed_curve.equals(ref_curve), "tolerance": tolerance,
+        "resumed_from_its_checkpoint": len(resumed_from) == 1 and 0 < resumed_from[0] < ref["steps"],
+        "finished_ok": resumed["status"] == "ok" and resumed["steps"] == ref["steps"],
+        "within_tolerance": diff <= tolerance,
     }
+
+
+def resume(device: str, folder: Path, settings: dict) -> dict:
+    """Part d: once per entry of ``algorithms``."""
+    model = settings["model"]
+    tokens_dir = folder / "tokens"
+    tokens_dir.mkdir(parents=True, exist_ok=True)
+    tt.write_tokens(tokens_dir, "train", settings["tokens"] + model["context"] + 1, model["vocab_size"], 0)
+    tt.write_tokens(tokens_dir, "val", 8192, model["vocab_size"], 1)
+    rows = [resume_once(device, folder / algorithms, settings, tokens_dir, algorithms)
+            for algorithms in settings["algorithms"]]
+    return {"model": model, "killed_at_step": settings["kill_at_step"], "runs": rows,
+            "checks": {f"{check}_{row['algorithms']}": row[check] for row in rows
+                       for check in ("resumed_from_its_checkpoint", "finished_ok", "within_tolerance")}}
 
 
 def slots(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:

@@ -34,14 +34,20 @@ def synced(fn, device):
     return call
 
 
-def matmul_peak_job(device, precision: str, n: int):
-    """A large dense matrix product in the run's precision and its FLOPs: the peak MFU is measured against."""
+def matmul_peak_job(device, precision: str, n: int, products: int = 10):
+    """``products`` large dense matrix products in the run's precision, then one sync, and their FLOPs:
+    the peak MFU is measured against (random data: zeros run faster on Hopper, KINDS.md)."""
     import torch
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     out = torch.empty(n, n, device=device, dtype=dtype)
-    return synced(lambda: torch.matmul(a, b, out=out), device), 2 * n**3
+
+    def run() -> None:
+        for _ in range(products):
+            torch.matmul(a, b, out=out)
+
+    return synced(run, device), products * 2 * n**3
 
 
 def gpt_config(model: dict):
@@ -154,7 +160,8 @@ def throughput(device_name: str, settings: dict) -> dict:
                                 settings["rep_seconds"])
     peak = rates["peak"][0]
     accounting = flops_per_token(cfg)
-    result.update(peak_tflops=peak / 1e12, flops_per_token=accounting, errors=errors, rows=[])
+    result.update(peak_tflops=peak / 1e12, flops_per_token=accounting, errors=errors, rows=[],
+                  mfu_basis="mfu: nanoGPT's 6N + 12LTd per token; mfu_project_accounting: metrics.json's C")
     for name in ("ours_eager", "ours_compiled", "hf_eager"):
         if name in rates:
             rate = rates[name][0]

@@ -122,8 +122,10 @@ def test_resume_part_kills_a_cell_and_it_resumes_bitwise_on_the_cpu(tmp_path):
     done, summary = check(tmp_path / "out", "--device", "cpu", "--parts", "resume")
     part = summary["parts"]["d"]
     assert done.returncode == 0 and part["status"] == "ok", part
-    assert part["killed_status"] == -9 and part["resumed_from_steps"] == [50]
-    assert part["deterministic_run_to_run"] and part["bitwise_equal"] and part["abs_diff"] == 0
+    run, = part["runs"]
+    assert run["algorithms"] == "default" and run["resumed_from_steps"] == [50]
+    assert "resuming from checkpoint" in run["resume_message"] and "at step 50" in run["resume_message"]
+    assert run["deterministic_run_to_run"] and run["bitwise_equal"] and run["abs_diff"] == 0
 
 
 @pytest.mark.slow
