@@ -28,12 +28,20 @@ timeout still leaves what it measured) and each part's files under OUT/<letter>_
 cannot run says ``skipped: <reason>``; the exit status is 1 when a part's check failed or it crashed.
 The device machine has no network and its own python and torch: run there with its ``python3``; parts
 a and e need Snakemake, carried as wheels (``--wheels snakemake`` prints the command that makes them).
+Only a few files come back from the device's $OUT, so write the parts elsewhere and bring the summaries
+and the logs, e.g. (one ``run`` call, carry ``.whl``, timeout_s 600)::
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+      && export PYTHONPATH=/tmp/site; timeout -s INT 570 python3 benchmarks/gpu_check.py /tmp/gc; \
+      cp /tmp/gc/gpu_check.* $OUT/; tar czf $OUT/logs.tgz -C /tmp/gc --exclude='*.bin' --exclude='*.pt' .
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -174,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         parser.error("the output folder is required")
     all_settings = yaml.safe_load(args.settings.read_text())
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the device has no network; nothing here downloads
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a timeout's SIGTERM ends like Ctrl-C
     summary = {"schema_version": 1, "device": args.device,
                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "command": [sys.executable, *sys.argv], "environment": probe.environment(), "parts": {}}
@@ -183,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
             summary["parts"][letter] = {"name": PARTS[letter], "status": "skipped", "skipped": reason}
         else:
             print(f"part {letter} ({PARTS[letter]}) ...", flush=True)
-            summary["parts"][letter] = run_part(letter, args.device, args.out / f"{letter}_{PARTS[letter]}",
-                                                all_settings)
+            try:
+                summary["parts"][letter] = run_part(letter, args.device, args.out / f"{letter}_{PARTS[letter]}",
+                                                    all_settings)
+            except KeyboardInterrupt:  # SIGINT, or SIGTERM from a timeout: keep what the others measured
+                summary["parts"][letter] = {"name": PARTS[letter], "status": "failed", "error": "interrupted"}
+                write_summary(args.out, summary)
+                return 1
         part = summary["parts"][letter]
         print(f"part {letter} ({PARTS[letter]}): {part['status']}"
               + (f": {part.get('skipped') or part.get('error') or part.get('failed_checks')}"

@@ -74,14 +74,16 @@ def finish(processes: dict[str, subprocess.Popen], timeout_s: float) -> None:
     """Wait for every study until one deadline; on a timeout or a failure stop them all, then say which."""
     deadline = time.monotonic() + timeout_s
     failed = []
-    for name, process in processes.items():
-        try:
-            if process.wait(timeout=max(0.0, deadline - time.monotonic())) != 0:
-                failed.append(f"the {name} study exited with status {process.returncode} (see its snakemake.log)")
-        except subprocess.TimeoutExpired:
-            failed.append(f"the {name} study did not finish in {timeout_s:.0f} s")
-    for process in processes.values():
-        stop(process)
+    try:
+        for name, process in processes.items():
+            try:
+                if process.wait(timeout=max(0.0, deadline - time.monotonic())) != 0:
+                    failed.append(f"the {name} study exited with status {process.returncode} (see its snakemake.log)")
+            except subprocess.TimeoutExpired:
+                failed.append(f"the {name} study did not finish in {timeout_s:.0f} s")
+    finally:  # also when this process is interrupted: the studies run in sessions of their own
+        for process in processes.values():
+            stop(process)
     if failed:
         raise RuntimeError("; ".join(failed))
 

@@ -179,6 +179,7 @@ def throughput(device_name: str, settings: dict) -> dict:
     if hf is not None:
         result["hf_loss_rel_diff"] = check_same_function(ours, hf, x, y, device)
     devices.configure(device, torch.get_num_threads())  # after the fp32 check: TF32 on, as in a cell
+    result.update(tf32=torch.backends.cuda.matmul.allow_tf32, fused_adamw=devices.fused_adamw(device))
     jobs, result["errors"] = throughput_jobs(cfg, ours, hf, hf_reason, x, y, device, precision, settings)
     started = time.perf_counter()
     jobs = warm(jobs, result["errors"])
