@@ -89,11 +89,14 @@ ON_DEVICE = {"attrs", "certifi", "charset-normalizer", "click", "filelock", "idn
 
 
 def wheel_command(root: str) -> str:
-    """The ``pip download`` of ``root``'s closure minus what the device image has, for its Python 3.12."""
+    """The ``pip download`` of ``root``'s closure minus what the device image has, for its Python 3.12
+    (run here, where pip reaches the index; KINDS.md names the image's packages)."""
     pins = " ".join(f"{name}=={v}" for name, v in sorted(closure(root).items()) if name not in ON_DEVICE)
     if not pins:
         return f"# {root} is not installed here (or the device image has all of it)"
     platforms = " ".join(f"--platform {p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
                                                      "manylinux2014_x86_64"))
-    return (f"echo /.whl/ >> .git/info/exclude; python3 -m pip download --no-deps --only-binary=:all: "
-            f"--python-version 3.12 --implementation cp {platforms} -d .whl {pins}")
+    # A distribution published as source only is built here into a pure-Python wheel instead.
+    return (f"echo /.whl/ >> .git/info/exclude; for p in {pins}; do python3 -m pip download --no-deps "
+            f"--only-binary=:all: --python-version 3.12 --implementation cp {platforms} -d .whl $p "
+            f"|| python3 -m pip wheel --no-deps -w .whl $p; done")

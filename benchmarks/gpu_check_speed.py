@@ -9,6 +9,7 @@ device synchronisation after every step, as ``workflow_scripts.train.token_cell`
 
 from __future__ import annotations
 
+import sys
 import time
 
 import train_throughput as tt
@@ -73,8 +74,10 @@ def hf_peer(cfg, ours, device):
     try:
         import transformers  # noqa: F401  (an optional peer: the device image has it, CI may not)
     except ImportError:
-        return None, ("transformers is not installed for this python: carry it as a wheel "
-                      "(see `python benchmarks/gpu_check.py --wheels transformers`)")
+        return None, (f"transformers is not installed for {sys.executable} (the device image has it): "
+                      "`pip install -e .[bench]`, or carry its wheel, `pip download --no-deps --only-binary=:all: "
+                      "--python-version 3.12 -d .whl transformers` (pure Python; tokenizers, safetensors and "
+                      "huggingface-hub with it where missing)")
     hf = tt.hf_twin(cfg)
     tt.copy_weights(ours, hf)
     return hf.to(device), None
