@@ -115,7 +115,8 @@ def parse_parts(text: str) -> list[str]:
         letter = item if item in PARTS else by_name.get(item)
         if letter is None:
             raise argparse.ArgumentTypeError(
-                f"part {item!r}: expected letters or names of {', '.join(f'{k} ({v})' for k, v in PARTS.items())}")
+                f"part {item!r}: expected letters or names of "
+                + ", ".join(f"{k} ({v})" for k, v in PARTS.items()))
         letters.append(letter)
     return letters
 
@@ -125,7 +126,8 @@ def markdown(summary: dict) -> str:
     env = summary["environment"]
     lines = [f"# GPU check ({summary['device']} mode), {summary['started']}", "",
              f"{env.get('gpu') or 'no GPU'}; torch {env['torch']} (CUDA {env['cuda_build']}), python "
-             f"{env['python']}, {env['cpus']} CPUs; snakemake {env['snakemake']}, transformers {env['transformers']}",
+             f"{env['python']}, {env['cpus']} CPUs; snakemake {env['snakemake']}, "
+             f"transformers {env['transformers']}",
              "", "| part | status | seconds |", "| --- | --- | --- |"]
     for letter, part in summary["parts"].items():
         status = f"skipped: {part['skipped']}" if part["status"] == "skipped" else part["status"]
@@ -172,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                         "study,throughput (default: all of " + ",".join(PARTS) + ")")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                         help="cuda (the check), or cpu: smoke mode, tiny sizes, proves the logic (default cuda)")
-    parser.add_argument("--settings", type=Path, default=SETTINGS, help=f"sizes of the parts (default {SETTINGS.name})")
-    parser.add_argument("--wheels", metavar="PACKAGE", help="print the pip download of PACKAGE and what it needs, "
-                        "less what the device image has, and exit")
+    parser.add_argument("--settings", type=Path, default=SETTINGS,
+                        help=f"sizes of the parts (default {SETTINGS.name})")
+    parser.add_argument("--wheels", metavar="PACKAGE", help="print the pip download of PACKAGE and what it "
+                        "needs, less what the device image has, and exit")
     args = parser.parse_args(argv)
     if args.wheels:
         print(probe.wheel_command(args.wheels))

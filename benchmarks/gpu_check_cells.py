@@ -78,7 +78,8 @@ def finish(processes: dict[str, subprocess.Popen], timeout_s: float) -> None:
         for name, process in processes.items():
             try:
                 if process.wait(timeout=max(0.0, deadline - time.monotonic())) != 0:
-                    failed.append(f"the {name} study exited with status {process.returncode} (see its snakemake.log)")
+                    failed.append(f"the {name} study exited with status {process.returncode} "
+                                  "(see its snakemake.log)")
             except subprocess.TimeoutExpired:
                 failed.append(f"the {name} study did not finish in {timeout_s:.0f} s")
     finally:  # also when this process is interrupted: the studies run in sessions of their own
@@ -119,7 +120,8 @@ def finite(metrics: dict) -> bool:
 def study(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
     """Part a."""
     smoke = device == "cpu"
-    runs = {"device": study_config(study_cfg, settings, smoke, gpu=1), "cpu": study_config(study_cfg, settings, smoke, 0)}
+    runs = {"device": study_config(study_cfg, settings, smoke, gpu=1),
+            "cpu": study_config(study_cfg, settings, smoke, gpu=0)}
     sizes = settings["smoke"] if smoke else settings
     hidden = child_env(GPU_SLOTS_DIR=str(folder / "locks"), CUDA_VISIBLE_DEVICES="")  # auto finds no GPU
     started = time.perf_counter()
@@ -135,7 +137,8 @@ def study(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
     for (cell, on_device), (_, on_cpu) in zip(cell_runs(runs["device"], folder / "device"),
                                               cell_runs(runs["cpu"], folder / "cpu")):
         prov = on_device["provenance"]
-        rows.append({"cell": f"{cell.model}/{cell.data}", "device": prov["device"], "precision": prov["precision"],
+        rows.append({"cell": f"{cell.model}/{cell.data}", "device": prov["device"],
+                     "precision": prov["precision"],
                      "val_loss": on_device["val_loss"], "val_loss_cpu_fp32": on_cpu["val_loss"],
                      "rel_diff": abs(on_device["val_loss"] - on_cpu["val_loss"]) / on_cpu["val_loss"],
                      "tokens_per_s": on_device["tokens_per_s"], "tokens_per_s_cpu": on_cpu["tokens_per_s"],
@@ -150,7 +153,8 @@ def study(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
             f"provenance_says_{expected[0]}_{expected[1]}": all(
                 r["device"].split(":")[0] == expected[0] and r["precision"] == expected[1] for r in rows),
             f"val_loss_within_{tolerance:.0%}_of_cpu_fp32": all(r["rel_diff"] <= tolerance for r in rows),
-            "study_outputs_written": all((folder / "device" / "results" / experiment / o).exists() for o in outputs),
+            "study_outputs_written": all((folder / "device" / "results" / experiment / o).exists()
+                                         for o in outputs),
         },
     }
 
@@ -158,7 +162,8 @@ def study(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
 def trainer_flags(device: str, settings: dict, tokens_dir: Path, out: Path) -> list[str]:
     model = settings["model"]
     return ["--train-tokens", str(tokens_dir / "train.bin"), "--val-tokens", str(tokens_dir / "val.bin"),
-            "--n-layer", str(model["n_layer"]), "--d-model", str(model["d_model"]), "--n-head", str(model["n_head"]),
+            "--n-layer", str(model["n_layer"]), "--d-model", str(model["d_model"]),
+            "--n-head", str(model["n_head"]),
             "--context", str(model["context"]), "--tokens", str(settings["tokens"]),
             "--batch-size", str(settings["batch_size"]), "--eval-tokens", "4096", "--eval-points", "4",
             "--checkpoint-every-steps", str(settings["checkpoint_every_steps"]), "--checkpoint-every-s", "0",
@@ -197,7 +202,8 @@ def run_cell(flags: list[str], out: Path, algorithms: str, timeout_s: float, kil
     (out / ("killed.log" if kill_at else "train.log")).write_text(done.stdout + done.stderr)
     expected = -signal.SIGKILL if kill_at else 0
     if done.returncode != expected:
-        raise RuntimeError(f"the cell in {out}{f' to be killed at step {kill_at}' if kill_at else ''} exited with "
+        what = f" to be killed at step {kill_at}" if kill_at else ""
+        raise RuntimeError(f"the cell in {out}{what} exited with "
                            f"status {done.returncode}, expected {expected}"
                            f"{' (SIGKILL)' if kill_at else ''}: {done.stderr.strip()[-300:]}")
     if kill_at and (out / "metrics.json").exists():
@@ -213,12 +219,14 @@ def resume_once(device: str, folder: Path, settings: dict, tokens_dir: Path, alg
 
     timeout = settings["timeout_s"]
     killed = folder / "killed"
-    run_cell(trainer_flags(device, settings, tokens_dir, killed), killed, algorithms, timeout, settings["kill_at_step"])
+    run_cell(trainer_flags(device, settings, tokens_dir, killed), killed, algorithms, timeout,
+             settings["kill_at_step"])
     rerun = run_cell(trainer_flags(device, settings, tokens_dir, killed), killed, algorithms, timeout)
     runs = {}
     for name in ("uninterrupted", "uninterrupted_again", "killed"):
         if name != "killed":
-            run_cell(trainer_flags(device, settings, tokens_dir, folder / name), folder / name, algorithms, timeout)
+            out = folder / name
+            run_cell(trainer_flags(device, settings, tokens_dir, out), out, algorithms, timeout)
         runs[name] = (read_json(folder / name / "metrics.json"), pd.read_csv(folder / name / "curve.csv"))
     (ref, ref_curve), (again, again_curve), (resumed, resumed_curve) = runs.values()
     floor = abs(ref["val_loss"] - again["val_loss"])
@@ -267,8 +275,8 @@ def slots(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
         env["GPU_SLOTS_COUNT"] = "1"
     names = ("first", "second")
     # Data first, so that both studies reach their training job within a second of each other.
-    finish({f"{n} (data)": start_study(folder / n, config, 1, 1, env, "--omit-from", "train_cell") for n in names},
-           settings["timeout_s"])
+    finish({f"{n} (data)": start_study(folder / n, config, 1, 1, env, "--omit-from", "train_cell")
+            for n in names}, settings["timeout_s"])
     finish({n: start_study(folder / n, config, 1, 1, env, "--until", "train_cell") for n in names},
            settings["timeout_s"])
     (cell, _), = cell_runs(config, folder / "first")

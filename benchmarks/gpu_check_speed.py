@@ -130,8 +130,8 @@ def throughput_jobs(cfg, ours, hf, hf_reason, x, y, device, precision: str, sett
     jobs = {"ours_eager": (step_job(ours, lambda m: m(x, y)[1], device, precision, grad_clip), tokens)}
     left_out = {}
     if settings["compile"]:
-        jobs["ours_compiled"] = (step_job(torch.compile(ours), lambda m: m(x, y)[1], device, precision, grad_clip),
-                                 tokens)
+        compiled = torch.compile(ours)
+        jobs["ours_compiled"] = (step_job(compiled, lambda m: m(x, y)[1], device, precision, grad_clip), tokens)
     else:
         left_out["ours_compiled"] = "skipped: compile off for this run (smoke mode)"
     if hf is not None:
@@ -159,7 +159,8 @@ def rate_rows(rates: dict, cfg, targets: dict) -> dict:
     # None: not measured in this run (no compile, no transformers).
     result["targets"] = {
         f"mfu_compiled >= {targets['mfu_compiled']}": None if mfu is None else mfu >= targets["mfu_compiled"],
-        f"ratio_ours_eager_to_hf >= {targets['ratio_to_hf']}": None if ratio is None else ratio >= targets["ratio_to_hf"],
+        f"ratio_ours_eager_to_hf >= {targets['ratio_to_hf']}": (
+            None if ratio is None else ratio >= targets["ratio_to_hf"]),
     }
     return result
 
@@ -205,7 +206,8 @@ def graph_step(model, x, y, optimizer, grad_clip: float, precision: str):
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
 
     def step():
-        # cache_enabled=False: autocast's weight-cast cache does not survive graph capture (torch.cuda.graphs docs).
+        # cache_enabled=False: autocast's weight-cast cache does not survive graph capture
+        # (the torch.cuda.graphs documentation).
         with torch.autocast("cuda", dtype=dtype, enabled=precision == "bf16", cache_enabled=False):
             loss = model(x, y)[1]
         loss.backward()
@@ -261,7 +263,8 @@ def overhead(device_name: str, settings: dict) -> dict:
         return model, make_optimizer(model, TrainConfig(), device)
 
     model, optimizer = fresh()
-    step = tt.training_step(model, lambda m: m(x, y)[1], optimizer, lambda: devices.autocast(device, precision), 1.0)
+    step = tt.training_step(model, lambda m: m(x, y)[1], optimizer,
+                            lambda: devices.autocast(device, precision), 1.0)
     times = {"synced": seconds_per_step(synced(step, device), steps, device),
              "async": seconds_per_step(step, steps, device)}
     flop_bound = flops_per_token(cfg)["nanogpt"] * batch * cfg.context / peak

@@ -92,7 +92,8 @@ def test_wheels_name_what_the_device_image_lacks():
                           capture_output=True, text=True, timeout=60, check=True)
     import snakemake as snakemake_package
 
-    assert f" snakemake=={snakemake_package.__version__}" in done.stdout and "--python-version 3.12" in done.stdout
+    assert f" snakemake=={snakemake_package.__version__}" in done.stdout
+    assert "--python-version 3.12" in done.stdout
     assert "jsonschema==" in done.stdout and "pyyaml==" not in done.stdout  # the image has pyyaml
 
 
