@@ -203,26 +203,19 @@ def graph_step(model, x, y, optimizer, grad_clip: float, precision: str):
 
     for group in optimizer.param_groups:
         group["capturable"] = True
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-
-    def step():
-        # cache_enabled=False: autocast's weight-cast cache does not survive graph capture
-        # (the torch.cuda.graphs documentation).
-        with torch.autocast("cuda", dtype=dtype, enabled=precision == "bf16", cache_enabled=False):
-            loss = model(x, y)[1]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        return loss
-
+    # cache_enabled=False: autocast's weight-cast cache does not survive graph capture (torch.cuda.graphs
+    # documentation).
+    step = tt.training_step(model, lambda m: m(x, y)[1], optimizer, lambda: torch.autocast(
+        "cuda", dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False), grad_clip)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up on a side stream, as the recipe asks
         for _ in range(3):
-            optimizer.zero_grad(set_to_none=True)
             step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
+    # Gradients None before capture: the captured backward allocates them in the graph's own memory,
+    # where each replay writes them afresh (the step's own zero_grad then finds nothing to drop).
     optimizer.zero_grad(set_to_none=True)
     with torch.cuda.graph(graph):
         step()
