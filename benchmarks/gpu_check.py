@@ -53,7 +53,10 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # the sibling modules, and this ch
 
 import yaml  # noqa: E402
 
+import gpu_check_cells as cells  # noqa: E402
 import gpu_check_env as probe  # noqa: E402
+import gpu_check_speed as speed  # noqa: E402
+from workflow_scripts.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 SETTINGS = HERE / "gpu_check.yaml"
 PARTS = {"a": "study", "b": "throughput", "c": "overhead", "d": "resume", "e": "slots"}
@@ -72,9 +75,6 @@ def part_settings(all_settings: dict, name: str, device: str) -> dict:
 
 def run_part(letter: str, device: str, folder: Path, all_settings: dict) -> dict:
     """Run one part; its record: status ok, failed (a check false, or an error) or skipped, and its numbers."""
-    import gpu_check_cells as cells
-    import gpu_check_speed as speed
-
     name = PARTS[letter]
     settings = part_settings(all_settings, name, device)
     study = all_settings["study"]
@@ -161,8 +161,6 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def write_summary(folder: Path, summary: dict) -> None:
-    from workflow_scripts.io import atomic_write_json, atomic_write_text
-
     atomic_write_json(folder / "gpu_check.json", summary)
     atomic_write_text(folder / "gpu_check.md", markdown(summary))
 

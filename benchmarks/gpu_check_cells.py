@@ -20,9 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 import train_throughput as tt
+from workflow_scripts.io import atomic_write_text, read_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,8 +61,6 @@ def snakemake_command(workdir: Path, config_path: Path, cores: int, gpus: int, *
 
 def start_study(workdir: Path, config: dict, cores: int, gpus: int, env: dict, *extra: str) -> subprocess.Popen:
     """``snakemake`` on ``config`` in ``workdir``, its output in ``workdir/snakemake.log``."""
-    from workflow_scripts.io import atomic_write_text
-
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
     atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
@@ -103,7 +103,7 @@ def stop(process: subprocess.Popen) -> None:
 
 def cell_runs(config: dict, workdir: Path) -> list[tuple]:
     """(cell, metrics) of every cell of a finished study."""
-    from workflow_scripts.io import read_json
+    # Lazy: the planning layer needs jsonschema, which the device image lacks until Snakemake's wheels come.
     from workflow_scripts.plan.config import validate_config
     from workflow_scripts.plan.grid import expand_grid
 
@@ -213,10 +213,6 @@ def run_cell(flags: list[str], out: Path, algorithms: str, timeout_s: float, kil
 
 def resume_once(device: str, folder: Path, settings: dict, tokens_dir: Path, algorithms: str) -> dict:
     """Killed and rerun, against two uninterrupted runs, under ``algorithms`` (default or deterministic)."""
-    import pandas as pd
-
-    from workflow_scripts.io import read_json
-
     timeout = settings["timeout_s"]
     killed = folder / "killed"
     run_cell(trainer_flags(device, settings, tokens_dir, killed), killed, algorithms, timeout,
@@ -263,8 +259,6 @@ def resume(device: str, folder: Path, settings: dict) -> dict:
 
 def slots(device: str, folder: Path, study_cfg: dict, settings: dict) -> dict:
     """Part e."""
-    from workflow_scripts.io import read_json
-
     config = study_config(study_cfg, {}, smoke=False, gpu=1)
     for exp in config["experiments"].values():
         exp.update(models=[settings["model"]], data_sizes=[settings["data_size"]])

@@ -14,15 +14,11 @@ import platform
 import re
 import sys
 
-
-class Skip(Exception):
-    """A part cannot run here; the message says why in one line."""
+import torch
 
 
 def environment() -> dict:
     """Versions and the accelerator, as the summary records them."""
-    import torch
-
     record = {"python": sys.version.split()[0], "executable": sys.executable, "platform": platform.platform(),
               "cpus": os.cpu_count(), "torch": torch.__version__, "cuda_build": torch.version.cuda,
               "cuda_available": torch.cuda.is_available(), "gpu": None}

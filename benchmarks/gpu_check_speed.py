@@ -12,15 +12,19 @@ from __future__ import annotations
 import sys
 import time
 
+import torch
+
 import train_throughput as tt
+from workflow_scripts.models.transformer import GPT, GPTConfig, count_parameters, training_flops
+from workflow_scripts.train import device as devices
+from workflow_scripts.train.cell_config import TrainConfig
+from workflow_scripts.train.optim import make_optimizer
 
 # Hopper runs bf16 products; a CPU smoke run stays fp32 (its bf16 is slower at these sizes, GUIDE sec. 5).
 PRECISION = {"cuda": "bf16", "cpu": "fp32"}
 
 
 def synchronize(device) -> None:
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -38,8 +42,6 @@ def synced(fn, device):
 def matmul_peak_job(device, precision: str, n: int, products: int = 10):
     """``products`` large dense matrix products in the run's precision, then one sync, and their FLOPs:
     the peak MFU is measured against (random data: zeros run faster on Hopper, KINDS.md)."""
-    import torch
-
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     out = torch.empty(n, n, device=device, dtype=dtype)
@@ -52,8 +54,6 @@ def matmul_peak_job(device, precision: str, n: int, products: int = 10):
 
 
 def gpt_config(model: dict):
-    from workflow_scripts.models.transformer import GPTConfig
-
     return GPTConfig(vocab_size=model["vocab_size"], context=model["context"], n_layer=model["n_layer"],
                      d_model=model["d_model"], n_head=model["n_head"], d_ff=4 * model["d_model"])
 
@@ -62,8 +62,6 @@ def flops_per_token(cfg) -> dict[str, float]:
     """Two accountings of a training token: the project's (Hoffmann et al. 2022, app. F, as metrics.json
     records C) and nanoGPT's (6 N + 12 L T d, N without the position table, Chowdhery et al. 2022, app. B),
     the usual basis of published MFU; the first counts the embedding lookup as a product and exceeds it."""
-    from workflow_scripts.models.transformer import count_parameters, training_flops
-
     n = count_parameters(cfg)["N"] - cfg.context * cfg.d_model
     return {"project": training_flops(cfg, 1)["flops_per_token"],
             "nanogpt": 6 * n + 12 * cfg.n_layer * cfg.context * cfg.d_model}
@@ -85,8 +83,6 @@ def hf_peer(cfg, ours, device):
 
 def check_same_function(ours, hf, x, y, device) -> float:
     """Both models' loss on one batch in fp32 (TF32 off), before any timing: relative difference."""
-    import torch
-
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
@@ -101,10 +97,6 @@ def check_same_function(ours, hf, x, y, device) -> float:
 
 
 def step_job(model, loss_fn, device, precision: str, grad_clip: float):
-    from workflow_scripts.train import device as devices
-    from workflow_scripts.train.optim import make_optimizer
-    from workflow_scripts.train.cell_config import TrainConfig
-
     optimizer = make_optimizer(model, TrainConfig(), device)
     step = tt.training_step(model, loss_fn, optimizer, lambda: devices.autocast(device, precision), grad_clip)
     return synced(step, device)
@@ -124,8 +116,6 @@ def warm(jobs: dict, errors: dict) -> dict:
 
 def throughput_jobs(cfg, ours, hf, hf_reason, x, y, device, precision: str, settings: dict):
     """The timed jobs ({name: (synced call, tokens or FLOPs)}) and why any was left out."""
-    import torch
-
     tokens, grad_clip = x.numel(), 1.0
     jobs = {"ours_eager": (step_job(ours, lambda m: m(x, y)[1], device, precision, grad_clip), tokens)}
     left_out = {}
@@ -167,11 +157,6 @@ def rate_rows(rates: dict, cfg, targets: dict) -> dict:
 
 def throughput(device_name: str, settings: dict) -> dict:
     """Part b: tokens/s and MFU of ours (eager, compiled) and GPT2LMHeadModel, the same batch and weights."""
-    import torch
-
-    from workflow_scripts.models.transformer import GPT
-    from workflow_scripts.train import device as devices
-
     device, precision = torch.device(device_name), PRECISION[device_name]
     cfg = gpt_config(settings["model"])
     torch.manual_seed(0)
@@ -199,8 +184,6 @@ def throughput(device_name: str, settings: dict) -> dict:
 def graph_step(model, x, y, optimizer, grad_clip: float, precision: str):
     """The whole training step captured once as a CUDA graph (PyTorch's whole-network capture recipe);
     returns its replay. AdamW must be ``capturable`` (its step count stays on the device)."""
-    import torch
-
     for group in optimizer.param_groups:
         group["capturable"] = True
     # cache_enabled=False: autocast's weight-cast cache does not survive graph capture (torch.cuda.graphs
@@ -235,13 +218,6 @@ def seconds_per_step(fn, steps: int, device) -> float:
 def overhead(device_name: str, settings: dict) -> dict:
     """Part c: a small cell's step as token_cell takes it (a sync per step), without the sync, and replayed
     as a CUDA graph, against the time its FLOPs take at the measured peak."""
-    import torch
-
-    from workflow_scripts.models.transformer import GPT
-    from workflow_scripts.train import device as devices
-    from workflow_scripts.train.cell_config import TrainConfig
-    from workflow_scripts.train.optim import make_optimizer
-
     device, precision = torch.device(device_name), PRECISION[device_name]
     devices.configure(device, torch.get_num_threads())
     cfg = gpt_config(settings["model"])

@@ -48,6 +48,19 @@ def test_without_cuda_every_part_is_skipped_with_its_reason(tmp_path):
     assert summary["environment"]["cuda_available"] is False
 
 
+def test_without_snakemake_its_parts_are_skipped_and_the_rest_still_runs(tmp_path):
+    """As on the device image before Snakemake's wheels come (no snakemake, no jsonschema)."""
+    hide = ("import runpy, sys; sys.modules.update(snakemake=None, jsonschema=None); "
+            f"sys.argv = ['gpu_check.py', {str(tmp_path / 'out')!r}, '--device', 'cpu', '--parts', 'a,e']; "
+            "runpy.run_path('benchmarks/gpu_check.py', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    parts = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["parts"]
+    for part in parts.values():
+        assert part["status"] == "skipped" and part["skipped"].startswith("snakemake is not installed for ")
+        assert "--wheels snakemake" in part["skipped"]
+
+
 def test_parts_parse_as_letters_or_names():
     assert gpu_check.parse_parts("a,throughput, e") == ["a", "b", "e"]
     with pytest.raises(Exception, match=r"part 'f': expected letters or names of a \(study\), b \(throughput\)"):
