@@ -165,6 +165,19 @@ def write_summary(folder: Path, summary: dict) -> None:
     atomic_write_text(folder / "gpu_check.md", markdown(summary))
 
 
+def load_settings(path: Path, letters: list[str], parser: argparse.ArgumentParser) -> dict:
+    """The settings file, checked for a section per asked part (and the study) before anything runs."""
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        parser.error(f"settings {path}: {type(error).__name__}: {str(error).splitlines()[0]}")
+    missing = [f"parts.{PARTS[k]}" for k in letters if PARTS[k] not in (settings or {}).get("parts", {})]
+    missing += ["study"] if {"a", "e"} & set(letters) and "study" not in (settings or {}) else []
+    if missing:
+        parser.error(f"settings {path}: no {', '.join(missing)}: expected the sections of {SETTINGS.name}")
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", type=Path, help="folder of the summaries and each part's files")
@@ -182,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out is None:
         parser.error("the output folder is required")
-    all_settings = yaml.safe_load(args.settings.read_text())
+    all_settings = load_settings(args.settings, args.parts, parser)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the device has no network; nothing here downloads
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a timeout's SIGTERM ends like Ctrl-C
     summary = {"schema_version": 1, "device": args.device,

@@ -67,6 +67,13 @@ def test_parts_parse_as_letters_or_names():
         gpu_check.parse_parts("a,f")
 
 
+def test_settings_without_a_part_are_refused_in_one_line_before_anything_runs(tmp_path):
+    done, summary = check(tmp_path / "out", "--parts", "b,d", settings={"parts": {"throughput": {}}})
+    assert done.returncode == 2 and summary is None
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "settings.yaml: no parts.resume: expected the sections of gpu_check.yaml")
+
+
 def test_summary_is_written_as_json_and_markdown(tmp_path):
     summary = {"device": "cuda", "started": "2026-12-02T00:00:00+00:00",
                "environment": {"gpu": "NVIDIA H200", "torch": "2.11", "cuda_build": "13.0", "python": "3.12",
