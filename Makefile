@@ -30,3 +30,12 @@ format: $(STAMP)
 
 clean:
 	rm -rf results/data results/*/ .snakemake
+
+# The CUDA path on one GPU (benchmarks/gpu_check.py, issue 14): `make gpu-check OUT=folder`, with the
+# machine's own python and torch (not the venv's CPU wheel); DEVICE=cpu runs the smoke mode.
+OUT ?= results/gpu_check
+DEVICE ?= cuda
+PARTS ?= a,b,c,d,e
+.PHONY: gpu-check
+gpu-check:
+	PYTHONUNBUFFERED=1 $(PYTHON) benchmarks/gpu_check.py $(OUT) --device $(DEVICE) --parts $(PARTS)
