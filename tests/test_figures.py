@@ -13,7 +13,7 @@ from tests.helpers import SMALL_GRID, write_config
 from workflow_scripts.analysis.compare import main as compare_main
 from workflow_scripts.analysis.figures.allocation import accuracy_frontier
 from workflow_scripts.analysis.figures.curves import compute_frontier
-from workflow_scripts.analysis.figures.draw import FIGURES, catalog_names, main, plot_figure
+from workflow_scripts.analysis.figures.draw import FIGURES, main, plot_figure
 from workflow_scripts.analysis.figures.inputs import load_curves
 from workflow_scripts.analysis.fit.experiment import fit_experiment, fit_power_law
 

@@ -18,6 +18,7 @@ PACKAGE = REPO / "workflow_scripts"
 # What each stage may import besides itself (GUIDE §2: io ← plan ← data, models ← train; analysis uses io).
 ALLOWED = {
     "io": set(),
+    "jobs": {"io"},  # how a job process ends: any stage's entry point may use it
     "plan": {"io"},
     "data": {"io", "plan"},
     "models": {"io", "plan"},

@@ -17,6 +17,7 @@ ones: nothing here falls back to a default of its own.
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any, NamedTuple
 
@@ -158,6 +159,7 @@ def fit_flags(analysis: dict) -> str:
     if not analysis["irreducible"]:
         flags.append("--no-irreducible")
     flags += ["--approach1-points", analysis["approach1_points"], "--curve-skip", analysis["curve_skip"]]
+    flags += ["--level", analysis["level"], "--quality", json.dumps(analysis["quality"], sort_keys=True)]
     return " ".join(shlex.quote(str(flag)) for flag in flags)  # law names hold parentheses
 
 

@@ -1,6 +1,2 @@
-"""Thin ``script:`` adapters: each hands Snakemake's inputs to one plain function."""
-
-import contextlib
-import sys
-
-# Each adapter ends through workflow_scripts.jobs.log_to: the traceback in the log, then one line.
+"""Thin ``script:`` adapters: each hands Snakemake's inputs to one plain function and ends
+through workflow_scripts.jobs.log_to (the traceback in the log, then one line)."""
