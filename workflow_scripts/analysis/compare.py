@@ -28,7 +28,7 @@ from workflow_scripts.analysis.cells import usable_runs
 from workflow_scripts.analysis.figures import style as ps
 from workflow_scripts.analysis.figures.allocation import accuracy_frontier, classifier_cells
 from workflow_scripts.analysis.figures.inputs import law_entry
-from workflow_scripts.analysis.fit import laws
+from workflow_scripts.analysis.fit import laws, power_law
 from workflow_scripts.analysis.law_summary import UNKNOWN, fitted_laws, law_values, verdict
 from workflow_scripts.io import atomic_path, read_json
 
@@ -76,7 +76,7 @@ def _loss_vs_c(ax, runs, fits, colour, marker):
     p = law_entry(fits, "L(C)").get("params")
     if p and len(front) > 1:
         grid = np.geomspace(front["C"].min(), front["C"].max(), 100)
-        ax.plot(grid, laws.power_law(p, grid), "--", color=colour, lw=1.0)
+        ax.plot(grid, power_law.law(p, grid), "--", color=colour, lw=1.0)
 
 
 def _loss_vs_n(ax, runs, fits, colour, marker):
@@ -85,7 +85,7 @@ def _loss_vs_n(ax, runs, fits, colour, marker):
     p = law_entry(fits, "L(N)").get("params")
     if p and len(cells) > 1:
         grid = np.geomspace(cells.index.min(), cells.index.max(), 100)
-        ax.plot(grid, laws.power_law(p, grid), "--", color=colour, lw=1.0)
+        ax.plot(grid, power_law.law(p, grid), "--", color=colour, lw=1.0)
 
 
 def compare_figure(variants: list[tuple[pd.DataFrame, dict[str, Any]]]):

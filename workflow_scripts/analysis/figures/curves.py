@@ -13,7 +13,7 @@ import pandas as pd
 
 from workflow_scripts.analysis.figures import style as ps
 from workflow_scripts.analysis.figures.inputs import experiment_cells, fitted_cells, law_entry, load_curves
-from workflow_scripts.analysis.fit.laws import power_law
+from workflow_scripts.analysis.fit.power_law import law as power_law
 from workflow_scripts.analysis.law_summary import law_text
 
 

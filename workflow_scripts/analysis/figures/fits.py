@@ -15,7 +15,7 @@ from workflow_scripts.analysis.figures.curves import compute_frontier
 from workflow_scripts.analysis.figures.inputs import (
     curves_table, experiment_cells, fitted_cells, law_entry, load_curves,
 )
-from workflow_scripts.analysis.fit import isoflops, kaplan, laws
+from workflow_scripts.analysis.fit import isoflops, kaplan, laws, parametric, power_law
 from workflow_scripts.analysis.law_summary import (
     EXPONENTS, SYMBOLS, fitted_laws, law_text, verdict, verdict_note,
 )
@@ -28,7 +28,7 @@ MORE_LAWS = ("kaplan_L(N,D)", "L(N,S)", "approach1")
 
 def _predict(params: dict, x, d=None) -> np.ndarray:
     """The law at x: L(N, D) when it has a data term B, else E + A·x^−α."""
-    return laws.parametric_law(params, x, d) if "B" in params else laws.power_law(params, x)
+    return parametric.law(params, x, d) if "B" in params else power_law.law(params, x)
 
 
 def _law_points(law: str, entry: dict, runs: pd.DataFrame, curves) -> tuple[pd.DataFrame | None, str]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from workflow_scripts.analysis.figures import style as ps
 from workflow_scripts.analysis.figures.inputs import experiment_cells, law_entry
-from workflow_scripts.analysis.fit.laws import power_law
+from workflow_scripts.analysis.fit.power_law import law as power_law
 from workflow_scripts.analysis.law_summary import law_text
 
 # Per figure: the law drawn, x column, hue column, x label, hue label, title.
