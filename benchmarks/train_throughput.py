@@ -54,6 +54,7 @@ zero-filled afresh at every step, as in the project's training cells.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -241,7 +242,9 @@ def write_tokens(folder: Path, name: str, n: int, vocab: int, seed: int) -> Path
     tokens = np.random.default_rng(seed).integers(0, vocab, n, dtype=np.uint16)
     path = folder / f"{name}.bin"
     tokens.tofile(path)
-    meta = {"format_version": 1, "n_tokens": n, "vocab_size": vocab, "dtype": "uint16", "byteorder": "little"}
+    # The trainer verifies a token file against its meta (workflow_scripts.data.tokens.verify_tokens).
+    meta = {"format_version": 1, "n_tokens": n, "vocab_size": vocab, "dtype": "uint16", "byteorder": "little",
+            "sha256": hashlib.sha256(tokens.tobytes()).hexdigest()}
     path.with_suffix(".json").write_text(json.dumps(meta))
     return path
 

@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import math
+
+import numpy as np
+import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,3 +82,14 @@ def small_cell(root, **overrides):
     settings = dict(train_tokens=str(root / "train.bin"), val_tokens=str(root / "val.bin"), n_layer=1, d_model=16,
                     n_head=2, context=32, tokens=8192, batch_size=8, eval_tokens=1024, eval_points=4, seed=0)
     return TrainConfig(**(settings | overrides))
+
+
+# runs.csv of a synthetic study drawn from a known L(N, D) (1% noise), with one diverged cell.
+def runs_table(n_values=(1e4, 3e4, 1e5, 3e5), d_values=(1e5, 1e6, 1e7), seeds=(0, 1)):
+    rng = np.random.default_rng(0)
+    rows = [{"experiment": "synth", "model": f"N{n:.0f}", "data": f"D{d:.0f}", "seed": s, "status": "ok",
+             "N": n, "N_nonembedding": n, "D": d, "C": 6 * n * d, "optimal_loss": 1.8,
+             "val_loss": (1.8 + 80 * n ** -0.3 + 200 * d ** -0.3) * math.exp(rng.normal(0, 0.01))}
+            for n in n_values for d in d_values for s in seeds]
+    rows.append({**rows[0], "seed": 9, "status": "diverged", "val_loss": float("nan")})
+    return pd.DataFrame(rows)

@@ -2,32 +2,22 @@
 
 import copy
 import json
-import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import SMALL_GRID, write_config
+from tests.helpers import SMALL_GRID, runs_table, write_config
 from workflow_scripts.analysis.compare import main as compare_main
 from workflow_scripts.analysis.figures.allocation import accuracy_frontier
 from workflow_scripts.analysis.figures.curves import compute_frontier
 from workflow_scripts.analysis.figures.draw import FIGURES, main, plot_figure
 from workflow_scripts.analysis.figures.inputs import load_curves
-from workflow_scripts.analysis.fit.experiment import fit_experiment, fit_power_law
+from workflow_scripts.analysis.fit.experiment import fit_experiment
+from workflow_scripts.analysis.fit.power_law import fit_power_law
 
 NEW_FIGURES = tuple(name for name in FIGURES if name not in ("loss_vs_N", "loss_vs_D"))
-
-
-def runs_table(n_values=(1e4, 3e4, 1e5, 3e5), d_values=(1e5, 1e6, 1e7), seeds=(0, 1)):
-    rng = np.random.default_rng(0)
-    rows = [{"experiment": "synth", "model": f"N{n:.0f}", "data": f"D{d:.0f}", "seed": s, "status": "ok",
-             "N": n, "N_nonembedding": n, "D": d, "C": 6 * n * d, "optimal_loss": 1.8,
-             "val_loss": (1.8 + 80 * n ** -0.3 + 200 * d ** -0.3) * math.exp(rng.normal(0, 0.01))}
-            for n in n_values for d in d_values for s in seeds]
-    rows.append({**rows[0], "seed": 9, "status": "diverged", "val_loss": float("nan")})
-    return pd.DataFrame(rows)
 
 
 def curves_table(runs, points=6):

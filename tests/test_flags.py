@@ -55,11 +55,12 @@ def test_job_commands_of_token_cells_stable_phases_and_samples_cells(tiny_config
 
 def test_fit_flags_quote_law_names_and_say_every_setting():
     analysis = {"bootstrap": 10, "seed": 1, "holdout": 2, "laws": ["L(N)", "L(D)"], "irreducible": False,
-                "approach1_points": "final", "curve_skip": 0.2}
+                "approach1_points": "final", "curve_skip": 0.2, "level": 0.9, "quality": {"max_rms": 0.03}}
+    judged = """--level 0.9 --quality '{"max_rms": 0.03}'"""
     assert fit_flags(analysis) == ("--bootstrap 10 --seed 1 --holdout 2 --laws 'L(N),L(D)' --no-irreducible "
-                                   "--approach1-points final --curve-skip 0.2")
+                                   "--approach1-points final --curve-skip 0.2 " + judged)
     assert fit_flags({**analysis, "laws": None, "irreducible": True}) == (
-        "--bootstrap 10 --seed 1 --holdout 2 --approach1-points final --curve-skip 0.2")
+        "--bootstrap 10 --seed 1 --holdout 2 --approach1-points final --curve-skip 0.2 " + judged)
 
 
 def test_the_nonembedding_count_leaves_out_embeddings_and_the_untied_head():

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, snakemake
+from tests.helpers import REPO, snakemake
 from workflow_scripts.plan.config import validate_config
 from workflow_scripts.plan.grid import expand_grid
 

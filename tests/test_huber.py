@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMALL_GRID
+from tests.helpers import SMALL_GRID
 from workflow_scripts.analysis.fit import chunks
 from workflow_scripts.analysis.fit import huber as hf
 from workflow_scripts.analysis.fit.lockstep import bytes_per_start

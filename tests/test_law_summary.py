@@ -7,12 +7,11 @@ import matplotlib.pyplot as plt
 import pytest
 from docutils.core import publish_parts
 
-from tests.helpers import REPO, SMALL_GRID
+from tests.helpers import REPO, SMALL_GRID, runs_table
 from workflow_scripts.analysis.figures.draw import FIGURES
 from workflow_scripts.analysis.fit.experiment import fit_experiment
 from workflow_scripts.analysis.law_summary import interval_text, law_text, main, poor_lines, summary_rst, verdict
 from workflow_scripts.analysis.tables import fits_table, fits_tex
-from tests.test_figures import runs_table
 
 POOR = {"verdict": "poor", "reasons": ["E = 5e-10 is at its lower bound 1e-09", "runs test p = 0.002 < 0.05"]}
 
@@ -21,6 +20,8 @@ POOR = {"verdict": "poor", "reasons": ["E = 5e-10 is at its lower bound 1e-09", 
 def judged():
     """fits.json with L(N) judged poor, L(D) good and the other laws without a verdict (older fits)."""
     fits = json.loads(json.dumps(fit_experiment(runs_table(), n_boot=20, parametric_grid=SMALL_GRID)))
+    for entry in fits["laws"].values():
+        entry.pop("quality", None)
     fits["laws"]["L(N)"]["quality"] = POOR
     fits["laws"]["L(D)"]["quality"] = {"verdict": "good", "reasons": []}
     return fits

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import write_config
-from workflow_scripts.data.samples import PARTS, SPLITS, prepare_samples
+from workflow_scripts.data.samples import prepare_samples
+from workflow_scripts.data.samples_files import PARTS, SPLITS
 from workflow_scripts.plan.inputs import local_input_files
 
 META_KEYS = {"kind", "task", "split", "n", "x_shape", "x_dtype", "y_dtype", "x_scale", "n_classes", "optimal_loss",

@@ -22,18 +22,14 @@ import math
 import os
 import random
 import tempfile
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from workflow_scripts.data.download import sha256_file
+from workflow_scripts.data import samples_images
+from workflow_scripts.data.samples_files import PARTS, SPLITS, sample_counts, staged, write_metas
 from workflow_scripts.plan.grid import SAMPLE_GENERATORS as GENERATORS
-from workflow_scripts.io import atomic_path, atomic_write_json, provenance
 
-FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
-PARTS = ("x", "y")
 # Counts used when samples.<split> is 0: the blog's 2,048 sine points (val/test
 # half that), and MNIST-1D's original 4,000 train / 1,000 test (plus a val).
 DEFAULT_SAMPLES = {
@@ -56,8 +52,6 @@ def prepare_samples(spec: dict, out_dir: str | os.PathLike) -> dict:
     """
     source = spec.get("source", "generator")
     if spec.get("image_column"):
-        from workflow_scripts.data import samples_images
-
         if source not in ("local", "hf"):
             raise ValueError(
                 f"dataset source = {source!r} with image_column {spec['image_column']!r}: "
@@ -80,18 +74,6 @@ def prepare_samples(spec: dict, out_dir: str | os.PathLike) -> dict:
             for part, array in zip(PARTS, arrays[split]):
                 np.save(paths[split, part], array)
     return write_metas(out_dir, {s: len(arrays[s][1]) for s in SPLITS}, info, spec)
-
-
-def sample_counts(spec: dict, defaults: dict[str, int]) -> dict[str, int]:
-    """Samples per split: ``spec['samples']``, where 0 (or absent) takes ``defaults``."""
-    asked = spec.get("samples", {})
-    counts = {}
-    for split in SPLITS:
-        n = asked.get(split, 0) or defaults.get(split, 0)
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"dataset samples.{split} = {n!r}: expected an integer >= 0")
-        counts[split] = n
-    return counts
 
 
 def split_streams(seed: int) -> dict[str, np.random.SeedSequence]:
@@ -185,44 +167,3 @@ def _global_random_state() -> Iterator[None]:
     finally:
         np.random.set_state(numpy_state)
         random.setstate(python_state)
-
-
-@contextlib.contextmanager
-def staged(out_dir: str | os.PathLike) -> Iterator[dict[tuple[str, str], Path]]:
-    """Temporary paths for the six ``.npy`` files, moved into place together only if
-    the block succeeds (on an error none of them is left behind)."""
-    out_dir = Path(out_dir)
-    with contextlib.ExitStack() as stack:
-        yield {
-            (split, part): stack.enter_context(atomic_path(out_dir / f"{split}.{part}.npy", suffix=".npy"))
-            for split in SPLITS
-            for part in PARTS
-        }
-
-
-def write_metas(out_dir: str | os.PathLike, counts: dict[str, int], info: dict[str, Any], spec: dict) -> dict:
-    """The ``{split}.json`` of each split, from the written arrays; returns train's."""
-    out_dir = Path(out_dir)
-    metas = {}
-    for split in SPLITS:
-        x = np.load(out_dir / f"{split}.x.npy", mmap_mode="r")
-        y = np.load(out_dir / f"{split}.y.npy", mmap_mode="r")
-        metas[split] = {
-            "format_version": FORMAT_VERSION,
-            "kind": "samples",
-            "task": info["task"],
-            "split": split,
-            "n": counts[split],
-            "x_shape": list(x.shape[1:]),
-            "x_dtype": str(x.dtype),
-            "y_dtype": str(y.dtype),
-            "x_scale": info["x_scale"],
-            "n_classes": info["n_classes"],
-            "optimal_loss": info["optimal_loss"],
-            # Of the .npy files as written (header included).
-            "sha256": {part: sha256_file(out_dir / f"{split}.{part}.npy") for part in PARTS},
-            "source": {**info["source"], "provenance": provenance(config=spec)},
-        }
-        del x, y
-        atomic_write_json(out_dir / f"{split}.json", metas[split])
-    return metas["train"]

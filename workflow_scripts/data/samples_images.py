@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from workflow_scripts.data import samples
+from workflow_scripts.data import samples_files
 from workflow_scripts.data import sources
 from workflow_scripts.data import structured
 from workflow_scripts.plan import local_files
@@ -38,10 +38,10 @@ def prepare_images(spec: dict, out_dir: str | os.PathLike) -> dict:
     where = record.pop("where")
     for name, table in {id(t): (n, t) for n, (t, _, _) in tables.items()}.values():  # each table once
         _check_columns(table, spec, where=f"{where} split {name!r}")
-    ranges = _sample_ranges(tables, samples.sample_counts(spec, {}), record["splits"], where)
+    ranges = _sample_ranges(tables, samples_files.sample_counts(spec, {}), record["splits"], where)
     declared = _declared_classes(tables["train"][0], label)
     largest = -1
-    with samples.staged(out_dir) as paths:
+    with samples_files.staged(out_dir) as paths:
         for split, (table, start, stop) in ranges.items():
             at = f"{where} split {split!r}"
             top = _write_split(table, start, stop, image, label, paths[split, "x"], paths[split, "y"], at)
@@ -60,7 +60,7 @@ def prepare_images(spec: dict, out_dir: str | os.PathLike) -> dict:
         "optimal_loss": None,
         "source": {**record, "image_column": image, "label_column": label, "rows_used": used},
     }
-    return samples.write_metas(out_dir, {s: b - a for s, (a, b) in used.items()}, info, spec)
+    return samples_files.write_metas(out_dir, {s: b - a for s, (a, b) in used.items()}, info, spec)
 
 
 def _sample_ranges(tables: dict, counts: dict[str, int], splits: dict, where: str) -> dict:
@@ -124,9 +124,9 @@ def cut_from_train(tables: dict, fractions: dict) -> tuple[dict, dict[str, dict]
     record = {
         s: {"rows": [out[s][1], out[s][2]], "source_rows": tables["train" if s in missing else s][2],
             "cut_from_train": s in missing, "fraction": fractions[s] if s in missing else None}
-        for s in samples.SPLITS
+        for s in samples_files.SPLITS
     }
-    return {s: out[s] for s in samples.SPLITS}, record
+    return {s: out[s] for s in samples_files.SPLITS}, record
 
 
 def _check_columns(table, spec: dict, where: str) -> None:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.data.download import sha256_file
+
 _BATCH_ROWS = 1024
 
 
@@ -147,6 +149,4 @@ def _join(dataset, spec: dict, where: str) -> tuple[str, dict[str, Any]]:
 
 
 def describe_files(paths: list[Path]) -> list[dict[str, Any]]:
-    from workflow_scripts.data.download import sha256_file
-
     return [{"path": os.fspath(p), "size_bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths]

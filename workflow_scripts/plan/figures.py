@@ -21,7 +21,7 @@ from workflow_scripts.plan.config import load_schema
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "analysis" / "figures" / "figures.yaml"
 GRIDS = ("data_sizes", "compute_budgets")
 TASKS = ("language", "regression", "classification")
-# Laws the fit stage leaves out by default where they cannot apply (workflow_scripts.analysis.fit.laws.applies):
+# Laws the fit stage leaves out by default where they cannot apply (each law's `applies` in workflow_scripts.analysis.fit.registry):
 # IsoFLOP minima need budgets. The curve laws apply: every cell of the workflow writes its curve.
 BUDGET_LAWS = ("isoflop",)
 # The grid axes a law varies along: by default a law is not asked of a grid with one value on one

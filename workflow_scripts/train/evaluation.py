@@ -16,6 +16,7 @@ import torch
 
 from workflow_scripts.plan.resources import EVAL_BATCH, EVAL_LOGITS
 from workflow_scripts.data.tokens import open_tokens
+from workflow_scripts.io import read_json
 
 
 def get_batch(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,8 +40,6 @@ def eval_set(name: str, path: str, eval_tokens: int, context: int, vocab_size: i
              device: torch.device) -> EvalSet:
     """The first ``eval_tokens`` tokens of ``path`` (whole windows); fails in one line before any training
     when the file holds less than one window or was tokenized with another vocabulary."""
-    from workflow_scripts.io import read_json
-
     meta = read_json(path.removesuffix(".bin") + ".json")
     if int(meta["vocab_size"]) != vocab_size:
         raise ValueError(f"{name} tokens {path} have vocabulary {meta['vocab_size']}, expected the training "
