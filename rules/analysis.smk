@@ -42,11 +42,13 @@ rule fit:
         "results/{experiment}/benchmarks/fit.tsv"
     conda:
         "../envs/analysis.yaml"
+    # L(N,D)'s start grid and bootstrap run in this many processes (Snakemake caps it at --cores).
+    threads: 4
     params:
         flags=get_fit_flags,
     shell:
         "python -m workflow_scripts.analysis.fit.experiment --runs {input.runs} --curves {input.curves}"
-        " --out {output} {params.flags} > {log} 2>&1"
+        " --out {output} {params.flags} --workers {threads} > {log} 2>&1"
 
 
 rule tables:

@@ -233,5 +233,7 @@ def get_final_outputs():
         )
     ]
     # The figures that apply to each experiment, variants side by side, every law's verdict.
-    outputs += figure_outputs(config) + compare_outputs(config) + ["results/summary.rst"]
+    outputs += (
+        figure_outputs(config) + compare_outputs(config) + ["results/summary.rst"]
+    )
     return outputs

@@ -61,6 +61,8 @@ def _check_options(job: Job) -> None:
     if job.approach1_points not in approach1.MODES:
         raise ValueError(f"approach 1 points {job.approach1_points!r}; "
                          f"expected one of {', '.join(approach1.MODES)}")
+    if int(job.workers) != job.workers or job.workers < 1:
+        raise ValueError(f"fit workers = {job.workers!r}; expected an integer >= 1")
     if not 0 <= job.curve_skip < 1:
         raise ValueError(f"curve skip fraction {job.curve_skip}; expected a number in [0, 1)")
 
@@ -87,7 +89,7 @@ def fit_experiment(runs: pd.DataFrame, experiment: str | None = None, curves: pd
     apply, ``registry.requested``) fitted to its usable cells, each with its verdict.
 
     ``options`` are the fields of ``laws.Job`` (n_boot, seed, level, irreducible, n_holdout,
-    approach1_points, curve_skip, parametric_grid), their defaults those of config/schema.yaml;
+    approach1_points, curve_skip, parametric_grid, workers), their defaults those of config/schema.yaml;
     ``curves`` (curves.parquet) feeds L(N,S) and approach 1's ``all`` points; ``thresholds``
     override the schema's ``analysis.quality``. Each fitted law but isoflop and approach1 carries
     ``extrapolation``: the law refitted without the cells at the ``n_holdout`` largest compute
@@ -212,6 +214,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--curve-skip", type=float, default=d["curve_skip"],
                         help="--runs: fraction of each run's steps L(N,S) leaves out "
                         "(warmup; default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for L(N,D)'s start grid and bootstrap; same numbers (default: 1)")
     parser.add_argument("--quality", type=quality_thresholds, default=None,
                         help="--runs: JSON object of fit-quality thresholds (analysis.quality of "
                         f"config/schema.yaml; default: {json.dumps(d['quality'])})")
@@ -232,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         fits = write_fits(args.runs, args.out, args.experiment, curves_path=args.curves, law_names=args.laws,
                           thresholds=args.quality, n_boot=args.bootstrap, seed=args.seed, level=args.level,
                           irreducible=args.irreducible, n_holdout=args.holdout,
-                          approach1_points=args.approach1_points, curve_skip=args.curve_skip)
+                          approach1_points=args.approach1_points, curve_skip=args.curve_skip,
+                          workers=args.workers)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     _print_laws(fits)

@@ -40,6 +40,7 @@ class Job:
     approach1_points: str = DEFAULTS["approach1_points"]
     curve_skip: float = DEFAULTS["curve_skip"]
     parametric_grid: Mapping[str, Sequence[float]] | None = None  # None: parametric.DEFAULT_GRID
+    workers: int = 1  # processes for L(N,D)'s start grid and bootstrap: the same numbers as one
 
     def skipped(self, law: str, why: str) -> dict[str, str]:
         """The entry of a law that could not be fitted, its reason naming experiment and law."""

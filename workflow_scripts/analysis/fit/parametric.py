@@ -147,7 +147,7 @@ def entry(job: laws.Job) -> dict[str, Any]:
             "y": "val_loss"}
     n, d, loss = usable["N_nonembedding"], usable["D"], usable["val_loss"]
     fit = fit_parametric(n, d, loss, n_boot=job.n_boot, seed=job.seed, level=job.level,
-                         grid=job.parametric_grid)
+                         grid=job.parametric_grid, workers=job.workers)
     ci = fit.get("ci", {})
     # Residual signs ordered along compute C = 6ND, the axis the law is extrapolated along.
     goodness = {**fit["goodness"], **quality.residual_record(
