@@ -93,3 +93,9 @@ def runs_table(n_values=(1e4, 3e4, 1e5, 3e5), d_values=(1e5, 1e6, 1e7), seeds=(0
             for n in n_values for d in d_values for s in seeds]
     rows.append({**rows[0], "seed": 9, "status": "diverged", "val_loss": float("nan")})
     return pd.DataFrame(rows)
+
+
+def planned_jobs(dry_run_output: str, rule: str) -> int:
+    """The count of a rule's jobs in the 'Job stats' table of a dry run."""
+    counts = [line.split() for line in dry_run_output.splitlines()]
+    return next(int(row[1]) for row in counts if len(row) == 2 and row[0] == rule)

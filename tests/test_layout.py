@@ -143,3 +143,10 @@ def test_every_file_path_in_docs_exists():
                       for m in paths.findall(p.read_text(errors="replace"))
                       if "*" not in m and "<" not in m and not (REPO / m).exists()})
     assert not missing, "paths that do not exist:\n" + "\n".join(missing)
+
+
+def test_tests_mirror_the_packages():
+    folders = {p.parent.name for p in (REPO / "tests").rglob("test_*.py") if p.parent != REPO / "tests"}
+    assert folders <= set(ALLOWED) - {"io", "jobs"} | {"workflow", "benchmarks"}, folders
+    stray = [p.name for p in (REPO / "tests").glob("test_*.py") if p.name != "test_layout.py"]
+    assert not stray, f"tests outside a package folder: {stray}"

@@ -21,7 +21,7 @@ _plain = {name: inspect.unwrap(getattr(torch.optim.Adam, name))
 class EagerAdamW(torch.optim.AdamW):
     """torch.optim.AdamW without its torch.compile hooks: the same update, the same state and
     state_dict, but neither building nor stepping it imports torch._dynamo (for models that are
-    not compiled; tests/test_optim.py checks the numbers against torch.optim.AdamW bit for bit)."""
+    not compiled; tests/train/test_optim.py checks the numbers against torch.optim.AdamW bit for bit)."""
 
     add_param_group = _plain["add_param_group"]
     zero_grad = _plain["zero_grad"]

@@ -3,7 +3,7 @@
 ``lockstep`` runs scipy's own reverse-communication routine (``setulb``, which
 ``scipy.optimize.minimize(method="L-BFGS-B")`` drives) for every start and gathers the
 function evaluations of a round into one batched call; the iterates are those of
-``minimize`` from each start (tested in tests/test_parametric.py). Used by the fit engine
+``minimize`` from each start (tested in tests/analysis/test_parametric.py). Used by the fit engine
 ``workflow_scripts.analysis.fit.huber``.
 """
 

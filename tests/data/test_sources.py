@@ -9,8 +9,9 @@ import pytest
 from workflow_scripts.data import synthetic
 from workflow_scripts.io import read_json
 from workflow_scripts.data.sources import prepare_dataset, read_split
+from tests.helpers import SHARED_DATA
 
-TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
+TINYSHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
 
 GENERATOR = {
     "source": "generator",

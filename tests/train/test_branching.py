@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import small_cell, write_config
-from test_workflow import planned_jobs
+from tests.helpers import planned_jobs, small_cell, write_config
 from workflow_scripts.train.checkpoint import Checkpointer
 from workflow_scripts.plan.config import validate_config
 from workflow_scripts.plan.flags import train_arguments

@@ -11,8 +11,9 @@ import pytest
 from workflow_scripts.data.download import fetch
 from workflow_scripts.plan.inputs import download_path
 from workflow_scripts.data.sources import prepare_dataset, read_split
+from tests.helpers import SHARED_DATA
 
-TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
+TINYSHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TEXT = "".join(f"line {i}: the quick brown fox\n" for i in range(3000)).encode()
 

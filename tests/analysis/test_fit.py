@@ -4,19 +4,17 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.optimize import check_grad
 
-from tests.helpers import SMALL_GRID
+from tests.helpers import REPO, SMALL_GRID
 from workflow_scripts.analysis.fit.experiment import fit_experiment, main
 from workflow_scripts.analysis.fit.laws import extrapolation, frontier
 from workflow_scripts.analysis.fit.power_law import _objective, bootstrap_power_law, fit_power_law, law
 
-REPO = Path(__file__).resolve().parents[1]
 # A small initialisation grid for L(N,D) (243 starts) keeps the experiment tests fast.
 TRUE = {"E": 1.7, "A": 400.0, "alpha": 0.34}
 

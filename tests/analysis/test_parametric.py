@@ -1,17 +1,16 @@
 """L(N, D) = E + A/N^α + B/D^β (Chinchilla approach 3): engine, ground truth, real data."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.optimize import check_grad
 
-from tests.helpers import SMALL_GRID
+from tests.helpers import SHARED_DATA, SMALL_GRID
 from workflow_scripts.analysis.fit import huber as hf
 from workflow_scripts.analysis.fit.parametric import compute_optimal, fit_parametric
 
-MISFITTING = Path(__file__).resolve().parents[2] / "shared" / "data" / "misfitting_final_runs.csv"
+MISFITTING = SHARED_DATA / "misfitting_final_runs.csv"
 # Hoffmann et al. (2022), approach 3.
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 # A 3-point grid per axis around the usual range: 243 starts keep the tests fast.

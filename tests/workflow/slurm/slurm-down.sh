@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop what tests/slurm/slurm-up.sh DIR started, each daemon by the pid in DIR:
+# Stop what tests/workflow/slurm/slurm-up.sh DIR started, each daemon by the pid in DIR:
 # jobs first, then slurmd, slurmctld, and munged only if slurm-up.sh started it;
 # then the config files it wrote in /etc/slurm.
 set -u

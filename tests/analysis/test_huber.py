@@ -1,18 +1,17 @@
 """The fit engine on big tables: chunked memory, parallel workers, the screened grid search."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import SMALL_GRID
+from tests.helpers import SHARED_DATA, SMALL_GRID
 from workflow_scripts.analysis.fit import chunks
 from workflow_scripts.analysis.fit import huber as hf
 from workflow_scripts.analysis.fit.lockstep import bytes_per_start
 from workflow_scripts.analysis.fit.parametric import DEFAULT_GRID, NAMES, fit_parametric
 
-MISFITTING = Path(__file__).resolve().parents[2] / "shared" / "data" / "misfitting_final_runs.csv"
+MISFITTING = SHARED_DATA / "misfitting_final_runs.csv"
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 BLOCKED = ("torch", "matplotlib", "datasets")
 
 # Runs in a fresh interpreter: a meta-path finder that refuses the heavy packages, then every

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, TINYSHAKESPEARE, write_config
+from tests.helpers import REPO, TINYSHAKESPEARE, planned_jobs, write_config
 from workflow_scripts.plan.config import load_config, validate_config
 from workflow_scripts.plan.grid import expand_grid
 
@@ -13,12 +13,6 @@ pytestmark = pytest.mark.slow
 
 METRIC_KEYS = {"experiment", "model", "data", "seed", "status", "N", "N_nonembedding", "D", "C", "C_6ND",
                "val_loss", "val_loss_best", "optimal_loss", "steps", "wall_time_s", "tokens_per_s", "provenance"}
-
-
-def planned_jobs(dry_run_output: str, rule: str) -> int:
-    """The count of a rule's jobs in the 'Job stats' table of a dry run."""
-    counts = [line.split() for line in dry_run_output.splitlines()]
-    return next(int(row[1]) for row in counts if len(row) == 2 and row[0] == rule)
 
 
 def check_study_outputs(workdir, config, dataset, tokenizer):

@@ -1,13 +1,13 @@
 """IsoFLOP profiles (Chinchilla approach 2): ground truth, skipped budgets, real data."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from workflow_scripts.analysis.fit.isoflops import fit_isoflops, parabola_minimum, read_curves
+from tests.helpers import SHARED_DATA
 
-CURVES = Path(__file__).resolve().parents[2] / "shared" / "data" / "isoflops_curves.json"
+CURVES = SHARED_DATA / "isoflops_curves.json"
 
 
 def profiles(a=0.52, k=0.1, seed=0, sigma=0.002, budgets=(1e18, 1e19, 1e20, 1e21), sizes=7):

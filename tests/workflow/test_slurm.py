@@ -1,7 +1,7 @@
 """The SLURM profile on a real single-node cluster: a tiny study gives the numbers of a local run.
 
 The cluster (Debian's slurmctld, slurmd, slurm-client and munge, installed by
-.ci/run) is brought up by tests/slurm/slurm-up.sh as root and stopped by the
+.ci/run) is brought up by tests/workflow/slurm/slurm-up.sh as root and stopped by the
 pids it wrote, whatever the test does. Without the packages or root the test
 fails: it is the only check that `snakemake --profile slurm` really submits.
 A second study has one cell of a few seconds that is `scancel`led mid-training:
@@ -29,7 +29,7 @@ from tests.helpers import REPO, TINY_CONFIG, snakemake_env, write_config
 
 pytestmark = pytest.mark.slow
 
-SLURM_DIR = REPO / "tests" / "slurm"
+SLURM_DIR = REPO / "tests" / "workflow" / "slurm"
 # A GPU cell beside the tiny study: the test cluster declares one fake GPU
 # (a GRES backed by /dev/null); the cell still trains on the CPU.
 GPU_EXPERIMENT = {
@@ -117,7 +117,7 @@ def test_tiny_study_through_slurm_matches_local(slurm_cluster, tmp_path):
 
     local, local_s = run_workflow(local_dir, *TARGETS, "--cores", "2", "--configfile", str(local_dir / "tiny.yaml"))
     assert local.returncode == 0, local.stdout[-3000:]
-    slurm, slurm_s = run_workflow(slurm_dir, *TARGETS, "--profile", "slurm", "--profile", "tests/slurm/profile",
+    slurm, slurm_s = run_workflow(slurm_dir, *TARGETS, "--profile", "slurm", "--profile", "tests/workflow/slurm/profile",
                                   "--configfile", str(slurm_dir / "tiny.yaml"))
     assert slurm.returncode == 0, slurm.stdout[-5000:]
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", slurm.stdout)
@@ -221,7 +221,7 @@ def test_cancelled_cell_is_retried_and_resumes_from_its_checkpoint(slurm_cluster
     cancelled: dict = {}
     watcher = threading.Thread(target=cancel_when_checkpointed, args=(checkpoint, cancelled), daemon=True)
     watcher.start()
-    slurm, slurm_s = run_workflow(slurm_dir, RESUME_CELL, "--profile", "slurm", "--profile", "tests/slurm/profile",
+    slurm, slurm_s = run_workflow(slurm_dir, RESUME_CELL, "--profile", "slurm", "--profile", "tests/workflow/slurm/profile",
                                   "--retries", "1", "--configfile", str(slurm_dir / "resume.yaml"))
     watcher.join(timeout=60)
     assert "job" in cancelled, f"{cancelled}\n{slurm.stdout[-3000:]}"

@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 
 from workflow_scripts.data.tokenizer import UNK, load_tokenizer, train_tokenizer
+from tests.helpers import SHARED_DATA
 
-TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
+TINYSHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
 
 TRAIN = "First Citizen:\nBefore we proceed any further, hear me speak.\n\n  All:\tSpeak, speak.\n" * 50
 ROUND_TRIP = "héllo  wörld\n\n\n   x 😀 日本語\r\n\tend  'tis  \n  "
