@@ -271,7 +271,7 @@ def test_cli_table_bad_input_is_one_line(tmp_path):
          "column 'tokens' (--d)"),
         (("--table", tmp_path / "neg.csv", "--n", "N", "--d", "D", "--loss", "L"),
          "value -1.0 in data row 3"),
-        (("--table", tmp_path / "few.csv", "--n", "N", "--d", "D", "--loss", "L"), "4 (N, D) cells"),
+        (("--table", tmp_path / "few.csv", "--n", "N", "--d", "D", "--loss", "L"), "4 rows, fewer than the law's 5 parameters"),
     ]
     for args, message in cases:
         error = run_fit(*args, "--out", out, "--bootstrap", "2")  # sys.exit(text): stderr, exit status 1

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit.table_checks import check_fit_table, read_fit_table
 from workflow_scripts.analysis.fit import laws
 from workflow_scripts.analysis.fit import quality
 from workflow_scripts.analysis.fit.isoflops import fit_isoflops
@@ -180,26 +181,6 @@ def describe(params: dict[str, float], ci: dict[str, Any] | None, level: float) 
     return text + "".join(f" {level:.0%} CI {k} {ci[k]}" for k in ("alpha", "beta") if ci.get(k))
 
 
-def read_table(path, columns: dict[str, str]) -> pd.DataFrame:
-    """The CSV at ``path`` with each named column (role → name) present, finite and positive."""
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"table {path} not found; expected a CSV file") from None
-    for role, column in columns.items():
-        if column not in table.columns:
-            raise ValueError(f"column {column!r} (--{role}) not in {path}; "
-                             f"expected one of {list(table.columns)}")
-        values = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
-        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-        if bad.size:
-            value = table[column].iloc[bad[0]]
-            value = value.item() if hasattr(value, "item") else value  # -1.0, not np.float64(-1.0)
-            raise ValueError(f"column {column!r} (--{role}) has value {value!r} in data row {bad[0] + 1} "
-                             f"of {path}; expected finite positive numbers")
-    return table
-
-
 def fit_table(table: pd.DataFrame, n: str, d: str, loss: str, c: str | None, n_boot: int, seed: int,
               level: float) -> dict[str, Any]:
     """fits.json content for any table: ``parametric`` (flat parameters, ``ci``, grid flag),
@@ -228,7 +209,9 @@ def write_table_fits(path, out, n: str, d: str, loss: str, c: str | None, n_boot
                      level: float) -> dict[str, Any]:
     """Read the table, fit it, write fits.json atomically with provenance."""
     columns = {"n": n, "d": d, "loss": loss, **({"c": c} if c else {})}
-    fits = fit_table(read_table(path, columns), n, d, loss, c, n_boot, seed, level)
+    table = read_fit_table(path, columns)
+    check_fit_table(table[n], table[d], table[loss], names=(n, d, loss))
+    fits = fit_table(table, n, d, loss, c, n_boot, seed, level)
     fits["provenance"] = provenance(config={"n_bootstrap": n_boot, "seed": seed, "ci_level": level,
                                             "huber_delta": hf.HUBER_DELTA,
                                             "grid": {k: [float(v) for v in g]
