@@ -153,12 +153,12 @@ def parse_flags(cls, argv: list[str] | None, description: str):
     return cls(**vars(parser.parse_args(argv)))
 
 
-def claim_gpus(cfg: CellFlags) -> None:
-    """Claim the cell's ``--gpus`` before anything initialises CUDA (held until the process ends).
+def claim_gpus(count: int) -> None:
+    """Claim ``count`` GPUs (a cell's ``--gpus``) before anything initialises CUDA; held until the process ends.
 
     None free ends the job with a one-line error.
     """
     try:
-        gpu_slots.claim(cfg.gpus)
+        gpu_slots.claim(count)
     except gpu_slots.NoFreeGPU as error:
         sys.exit(f"error: {error}")

@@ -315,7 +315,7 @@ def parse_args(argv: list[str] | None = None) -> SamplesConfig:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    claim_gpus(cfg)
+    claim_gpus(cfg.gpus)
     checkpointer, metrics, curve = run_cell(train, cfg, cfg.checkpoint or default_path(cfg.metrics))
     write_cell(cfg, checkpointer, metrics, curve_csv(curve))
 

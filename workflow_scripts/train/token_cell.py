@@ -298,7 +298,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     if not ddp.under_torchrun():  # under torchrun the launcher (workflow_scripts.train.ddp) claimed them
-        claim_gpus(cfg)
+        claim_gpus(cfg.gpus)
     # A stable phase keeps its own checkpoint among its branches: both go (or stay) together.
     path = cfg.checkpoint or (Path(cfg.branch_dir) / "stable.checkpoint.pt" if cfg.branch_tokens
                               else default_path(cfg.metrics))
