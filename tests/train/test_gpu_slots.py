@@ -5,6 +5,7 @@ because the locks are the kernel's, per open file, and must hold between
 processes and vanish with a killed one.
 """
 
+import importlib
 import os
 import signal
 import subprocess
@@ -101,11 +102,12 @@ def test_devices_set_by_a_scheduler_are_the_only_ones_shared(claimants):
     assert gpu_slots.lock_dir({"SLURM_JOB_ID": "42"}).name.endswith("-job42")
 
 
-def test_training_entry_point_claims_before_training(slots_env, monkeypatch, tmp_path):
-    from workflow_scripts.train.token_cell import main
-
+@pytest.mark.parametrize("module, data_flag", [("token_cell", "--train-tokens"), ("samples_cell", "--data")])
+def test_training_entry_points_claim_before_training(slots_env, monkeypatch, tmp_path, module, data_flag):
+    main = importlib.import_module(f"workflow_scripts.train.{module}").main  # torch loads only for this test
     monkeypatch.setenv("GPU_SLOTS_COUNT", "1")
     monkeypatch.setenv("GPU_SLOTS_WAIT_S", "0")
     assert gpu_slots.claim(1) == ["0"]  # another job holds the only GPU
+    # The missing data would fail later: the claim comes first and ends the job in one line.
     with pytest.raises(SystemExit, match="^error: no 1 free GPUs of 1 after 0 s"):
-        main(["--gpus", "1", "--train-tokens", str(tmp_path / "missing.bin")])
+        main(["--gpus", "1", data_flag, str(tmp_path / "missing")])

@@ -16,8 +16,9 @@ import torch
 from workflow_scripts.train.checkpoint import Checkpointer, Stopped, default_path
 from workflow_scripts.models.families import Net, NetConfig, forward_flops_per_sample
 from workflow_scripts.train.schedule import make_schedule
+from workflow_scripts.train.cell_config import SamplesConfig
 from workflow_scripts.train.samples_cell import (
-    CURVE_COLUMNS, SamplesConfig, epoch_order, evaluate, main, train, train_subset,
+    CURVE_COLUMNS, epoch_order, evaluate, main, train, train_subset,
 )
 
 METRIC_KEYS = {

@@ -1,14 +1,20 @@
-"""The flags of a cell's training, one dataclass each: ``CellFlags`` shared, ``TrainConfig`` for token cells.
+"""The flags of a cell's training, one dataclass each: ``CellFlags`` shared, ``TrainConfig`` for
+token cells (``workflow_scripts.train.token_cell``), ``SamplesConfig`` for mlp and cnn cells
+(``workflow_scripts.train.samples_cell``).
 
-``workflow_scripts.train.samples_cell.SamplesConfig`` extends ``CellFlags`` for mlp and cnn cells.
+``SamplesConfig`` redeclares some shared flags: the same flags, with the defaults of plain Adam
+at a constant rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from dataclasses import dataclass, field, fields
 
 from workflow_scripts.models.transformer import GPTConfig
+from workflow_scripts.train import gpu_slots
 from workflow_scripts.train.schedule import Schedule, make_schedule
 
 
@@ -97,6 +103,36 @@ class TrainConfig(CellFlags):
         )
 
 
+@dataclass
+class SamplesConfig(CellFlags):
+    """An mlp or cnn cell's flags: the shared ones (defaults of plain Adam at a constant rate) and its own."""
+
+    data: str = flag("", "samples folder holding {train,val,test}.{x,y}.npy and .json meta")
+    family: str = flag("mlp", "model family: mlp or cnn (workflow_scripts.models.families)")
+    n_layer: int = flag(2, "hidden layers (mlp) or conv blocks (cnn)")
+    width: int = flag(32, "hidden width (mlp) or channels of the first conv block, doubling per block (cnn)")
+    activation: str = flag("relu", "activation: tanh, relu or gelu")
+    samples: int = flag(1024, "sample budget D: the first D training samples of the seed's permutation")
+    batch_size: int = flag(64, "samples per optimiser step; 0 means full batch (all D)")
+    lr: float = flag(1e-3, "peak learning rate")
+    schedule: str = flag("constant", "learning-rate schedule after warmup: constant, cosine or wsd")
+    warmup_frac: float = flag(0.0, "fraction of the steps spent in linear warmup (when warmup-steps is 0)")
+    weight_decay: float = flag(0.0, "AdamW decoupled weight decay on weight matrices and kernels; 0 is Adam")
+    beta2: float = flag(0.999, "Adam beta2")
+    grad_clip: float = flag(0.0, "gradient-norm clip; 0 disables")
+
+    def batch(self) -> int:
+        return self.samples if self.batch_size == 0 else min(self.batch_size, self.samples)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.samples / self.batch())
+
+    def samples_seen(self, step: int) -> int:
+        """Samples consumed by the first ``step`` steps (the last batch of an epoch may be short)."""
+        epochs, within = divmod(step, self.steps_per_epoch())
+        return epochs * self.samples + min(within * self.batch(), self.samples)
+
+
 def parse_bool(text: str) -> bool:
     """``true``/``false`` (any case, as Snakemake's flags write Python's True/False), ``1``/``0``, ``yes``/``no``."""
     value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
@@ -115,3 +151,14 @@ def parse_flags(cls, argv: list[str] | None, description: str):
             help=f"{f.metadata['help']} (default: {str(f.default).lower() if kind is parse_bool else f.default})",
         )
     return cls(**vars(parser.parse_args(argv)))
+
+
+def claim_gpus(count: int) -> None:
+    """Claim ``count`` GPUs (a cell's ``--gpus``) before anything initialises CUDA; held until the process ends.
+
+    None free ends the job with a one-line error.
+    """
+    try:
+        gpu_slots.claim(count)
+    except gpu_slots.NoFreeGPU as error:
+        sys.exit(f"error: {error}")

@@ -27,16 +27,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from workflow_scripts.train import device as devices
-from workflow_scripts.train import gpu_slots
 from workflow_scripts.train.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
 from workflow_scripts.models.families import (
     Net, NetConfig, count_parameters, flop_terms, loss_fn, training_flops, widest_activation,
@@ -44,42 +42,12 @@ from workflow_scripts.models.families import (
 from workflow_scripts.train.optim import final_losses, make_optimizer, set_lr, update
 from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.train.schedule import eval_steps
-from workflow_scripts.train.cell_config import CellFlags, flag, parse_flags
+from workflow_scripts.train.cell_config import SamplesConfig, claim_gpus, parse_flags
 
 SPLITS = ("train", "val", "test")
 # Evaluation runs at most this many floats of the widest activation at a time (64 MiB in fp32).
 EVAL_ACTIVATIONS = 1 << 24
 CURVE_COLUMNS = ["step", "samples", "flops", "train_loss", "eval_loss", "lr", "eval_accuracy"]
-
-
-@dataclass
-class SamplesConfig(CellFlags):
-    """An mlp or cnn cell's flags: the shared ones (defaults of plain Adam at a constant rate) and its own."""
-
-    data: str = flag("", "samples folder holding {train,val,test}.{x,y}.npy and .json meta")
-    family: str = flag("mlp", "model family: mlp or cnn (workflow_scripts.models.families)")
-    n_layer: int = flag(2, "hidden layers (mlp) or conv blocks (cnn)")
-    width: int = flag(32, "hidden width (mlp) or channels of the first conv block, doubling per block (cnn)")
-    activation: str = flag("relu", "activation: tanh, relu or gelu")
-    samples: int = flag(1024, "sample budget D: the first D training samples of the seed's permutation")
-    batch_size: int = flag(64, "samples per optimiser step; 0 means full batch (all D)")
-    lr: float = flag(1e-3, "peak learning rate")
-    schedule: str = flag("constant", "learning-rate schedule after warmup: constant, cosine or wsd")
-    warmup_frac: float = flag(0.0, "fraction of the steps spent in linear warmup (when warmup-steps is 0)")
-    weight_decay: float = flag(0.0, "AdamW decoupled weight decay on weight matrices and kernels; 0 is Adam")
-    beta2: float = flag(0.999, "Adam beta2")
-    grad_clip: float = flag(0.0, "gradient-norm clip; 0 disables")
-
-    def batch(self) -> int:
-        return self.samples if self.batch_size == 0 else min(self.batch_size, self.samples)
-
-    def steps_per_epoch(self) -> int:
-        return math.ceil(self.samples / self.batch())
-
-    def samples_seen(self, step: int) -> int:
-        """Samples consumed by the first ``step`` steps (the last batch of an epoch may be short)."""
-        epochs, within = divmod(step, self.steps_per_epoch())
-        return epochs * self.samples + min(within * self.batch(), self.samples)
 
 
 def read_split(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -174,6 +142,147 @@ def evaluate(model: Net, x: torch.Tensor, y: torch.Tensor, autocast=contextlib.n
     return total / len(x), (correct / len(x) if y.dtype == torch.int64 else None)
 
 
+class SamplesRun:
+    """One samples cell's run: its data on the device, model and optimiser, and where it stands.
+
+    Built in the order a run starts (``open_inputs``, ``build_model``), so the RNG draws
+    and checks come in the same order on every run and every resume.
+    """
+
+    def __init__(self, cfg: SamplesConfig, checkpointer: Checkpointer | None) -> None:
+        self.started = time.perf_counter()
+        self.cfg, self.checkpointer = cfg, checkpointer
+        self.open_inputs()
+        self.build_model()
+
+    def open_inputs(self) -> None:
+        """The splits, checked before any training, and the device with everything resident on it."""
+        cfg = self.cfg
+        self.data = {split: read_split(cfg.data, split) for split in SPLITS}
+        train_x, train_y, train_meta = self.data["train"]
+        check(cfg, len(train_x))
+        for split in SPLITS:
+            check_targets(self.data[split][1], self.data[split][2], split)
+        self.net_cfg = model_config(cfg, train_meta, train_y)
+        self.device = device = devices.choose_device(cfg.device)
+        self.precision = devices.choose_precision(cfg.precision, device)
+        self.steps_per_epoch = cfg.steps_per_epoch()
+        self.steps = cfg.epochs * self.steps_per_epoch
+        self.schedule = cfg.schedule_for(self.steps)
+        devices.configure(device, cfg.threads)
+        self.autocast = functools.partial(devices.autocast, device, self.precision)
+        # Everything resident on the device: the cell's D samples and the whole val and test splits.
+        subset = train_subset(len(train_x), cfg.samples, cfg.seed)
+        # (D, *x_shape), (D, …)
+        self.x_d, self.y_d = to_device(train_x[subset], device), to_device(train_y[subset], device)
+        self.val_x, self.val_y = (to_device(a, device) for a in self.data["val"][:2])
+        self.test_x, self.test_y = (to_device(a, device) for a in self.data["test"][:2])
+        self.eval_batch = max(1, EVAL_ACTIVATIONS // widest_activation(self.net_cfg))
+
+    def build_model(self) -> None:
+        """Model and optimiser from the seed, and the state resumed from a checkpoint."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.model = Net(self.net_cfg).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.progress = self.checkpointer.resume(self.model, self.optimizer, self.device) if self.checkpointer \
+            else Progress()
+        self.evals = set(eval_steps(self.steps, cfg.eval_points))
+        self.per_sample = training_flops(self.net_cfg, 1)["flops_per_sample"]
+        self.order, self.order_epoch = None, -1
+
+    def record_eval(self, step: int) -> bool:
+        """Append the curve row if this step is an evaluation point; says whether it was."""
+        curve, recent = self.progress.curve, self.progress.recent
+        # A resumed run starts at a step whose evaluation is already in the curve.
+        if step not in self.evals or (curve and curve[-1]["step"] == step):
+            return False
+        eval_loss, eval_accuracy = evaluate(self.model, self.val_x, self.val_y, self.autocast, self.eval_batch)
+        seen = self.cfg.samples_seen(step)
+        curve.append({
+            "step": step, "samples": seen, "flops": seen * self.per_sample,
+            "train_loss": float(np.mean(recent)) if recent else float("nan"),
+            "eval_loss": eval_loss, "lr": self.schedule.lr(min(step, self.steps - 1)),
+            "eval_accuracy": eval_accuracy,
+        })
+        recent.clear()
+        return True
+
+    def checkpoint(self, step: int, at_eval: bool) -> None:
+        """Save the checkpoint if it is due; after a stop signal, save it and raise ``Stopped``."""
+        checkpointer, progress = self.checkpointer, self.progress
+        if not (checkpointer and checkpointer.due(step, at_eval=at_eval)):
+            return
+        progress.step = step
+        progress.wall_seconds += time.perf_counter() - self.started
+        self.started = time.perf_counter()
+        checkpointer.save(self.model, self.optimizer, progress)
+        if checkpointer.signum is not None:
+            raise Stopped(checkpointer.signum, checkpointer.path, step, self.steps)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's batch: all D samples (full batch), or its slice of the epoch's order."""
+        cfg = self.cfg
+        if cfg.batch() >= cfg.samples:
+            return self.x_d, self.y_d
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if epoch != self.order_epoch:
+            self.order, self.order_epoch = to_device(epoch_order(cfg.samples, cfg.seed, epoch), self.device), epoch
+        idx = self.order[within * cfg.batch() : (within + 1) * cfg.batch()]
+        return self.x_d[idx], self.y_d[idx]
+
+    def train_step(self, step: int) -> float:
+        """One optimiser step; returns the batch's loss. A non-finite loss is returned without an update."""
+        t0 = time.perf_counter()
+        set_lr(self.optimizer, self.schedule.lr(step))
+        xb, yb = self.batch(step)
+        with self.autocast():
+            _, loss = self.model(xb, yb)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            return loss_value
+        update(self.model, self.optimizer, loss, self.cfg.grad_clip)
+        self.progress.recent.append(loss_value)
+        self.progress.train_seconds += time.perf_counter() - t0
+        return loss_value
+
+    def metrics(self, step: int, status: str) -> dict:
+        """The cell's metrics.json record (GUIDE section 3), its test numbers measured here."""
+        cfg, net_cfg, progress = self.cfg, self.net_cfg, self.progress
+        ok = status == "ok"
+        final = progress.curve[-1] if ok else None
+        test_loss, test_accuracy = (evaluate(self.model, self.test_x, self.test_y, self.autocast, self.eval_batch)
+                                    if ok else (None, None))
+        seen = cfg.samples_seen(step)
+        return {
+            **cfg.identity(status),
+            "model_config": net_cfg.to_dict(),
+            **count_parameters(net_cfg),
+            "D": seen,
+            "D_unique": cfg.samples,
+            "epochs": cfg.epochs,
+            **training_flops(net_cfg, seen),
+            **final_losses(progress.curve, ok),
+            "test_loss": test_loss,
+            "val_accuracy": final["eval_accuracy"] if final else None,
+            "test_accuracy": test_accuracy,
+            "optimal_loss": self.data["val"][2].get("optimal_loss"),
+            "steps": step,
+            "wall_time_s": progress.wall_seconds + time.perf_counter() - self.started,
+            "samples_per_s": seen / progress.train_seconds if progress.train_seconds else None,
+            "provenance": provenance(
+                config=asdict(cfg),
+                device=str(self.device),
+                precision=self.precision,
+                torch_threads=torch.get_num_threads(),
+                resumed_from_steps=progress.resumed_from,
+                forward_flop_terms=flop_terms(net_cfg),
+                data_sha256={split: self.data[split][2].get("sha256") for split in SPLITS},
+                data_source=self.data["train"][2].get("source"),
+            ),
+        }
+
+
 def train(cfg: SamplesConfig, checkpointer: Checkpointer | None = None) -> tuple[dict, list[dict]]:
     """Train the cell; returns its metrics record and learning curve.
 
@@ -181,116 +290,18 @@ def train(cfg: SamplesConfig, checkpointer: Checkpointer | None = None) -> tuple
     from it, saves it as the checkpointer decides, and raises ``Stopped`` after saving when a
     stop signal has arrived.
     """
-    started = time.perf_counter()
-    data = {split: read_split(cfg.data, split) for split in SPLITS}
-    train_x, train_y, train_meta = data["train"]
-    check(cfg, len(train_x))
-    for split in SPLITS:
-        check_targets(data[split][1], data[split][2], split)
-    net_cfg = model_config(cfg, train_meta, train_y)
-    device = devices.choose_device(cfg.device)
-    precision = devices.choose_precision(cfg.precision, device)
-    steps_per_epoch = cfg.steps_per_epoch()
-    steps = cfg.epochs * steps_per_epoch
-    schedule = cfg.schedule_for(steps)
-    devices.configure(device, cfg.threads)
-    autocast = functools.partial(devices.autocast, device, precision)
-
-    # Everything resident on the device: the cell's D samples and the whole val and test splits.
-    subset = train_subset(len(train_x), cfg.samples, cfg.seed)
-    x_d, y_d = to_device(train_x[subset], device), to_device(train_y[subset], device)  # (D, *x_shape), (D, …)
-    val_x, val_y = (to_device(a, device) for a in data["val"][:2])
-    test_x, test_y = (to_device(a, device) for a in data["test"][:2])
-    eval_batch = max(1, EVAL_ACTIVATIONS // widest_activation(net_cfg))
-
-    torch.manual_seed(cfg.seed)
-    model = Net(net_cfg).to(device)
-    optimizer = make_optimizer(model, cfg, device)
-    progress = checkpointer.resume(model, optimizer, device) if checkpointer else Progress()
-    evals = set(eval_steps(steps, cfg.eval_points))
-    per_sample = training_flops(net_cfg, 1)["flops_per_sample"]
-    batch, full = cfg.batch(), cfg.batch() >= cfg.samples
-    curve, recent, step = progress.curve, progress.recent, progress.step
-    order, order_epoch = None, -1
-
-    status = "ok"
+    run = SamplesRun(cfg, checkpointer)
+    step, status = run.progress.step, "ok"
     while True:
-        # A resumed run starts at a step whose evaluation is already in the curve.
-        if step in evals and not (curve and curve[-1]["step"] == step):
-            eval_loss, eval_accuracy = evaluate(model, val_x, val_y, autocast, eval_batch)
-            seen = cfg.samples_seen(step)
-            curve.append({
-                "step": step, "samples": seen, "flops": seen * per_sample,
-                "train_loss": float(np.mean(recent)) if recent else float("nan"),
-                "eval_loss": eval_loss, "lr": schedule.lr(min(step, steps - 1)),
-                "eval_accuracy": eval_accuracy,
-            })
-            recent.clear()
-            at_eval = True
-        else:
-            at_eval = False
-        if step == steps:
+        at_eval = run.record_eval(step)
+        if step == run.steps:
             break
-        if checkpointer and checkpointer.due(step, at_eval=at_eval):
-            progress.step = step
-            progress.wall_seconds += time.perf_counter() - started
-            started = time.perf_counter()
-            checkpointer.save(model, optimizer, progress)
-            if checkpointer.signum is not None:
-                raise Stopped(checkpointer.signum, checkpointer.path, step, steps)
-        t0 = time.perf_counter()
-        set_lr(optimizer, schedule.lr(step))
-        if full:
-            xb, yb = x_d, y_d
-        else:
-            epoch, within = divmod(step, steps_per_epoch)
-            if epoch != order_epoch:
-                order, order_epoch = to_device(epoch_order(cfg.samples, cfg.seed, epoch), device), epoch
-            idx = order[within * batch : (within + 1) * batch]
-            xb, yb = x_d[idx], y_d[idx]
-        with autocast():
-            _, loss = model(xb, yb)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
+        run.checkpoint(step, at_eval)
+        if not math.isfinite(run.train_step(step)):
             status = "diverged"  # the study goes on; the fits exclude this cell and say why
             break
-        update(model, optimizer, loss, cfg.grad_clip)
-        recent.append(loss_value)
-        progress.train_seconds += time.perf_counter() - t0
         step += 1
-
-    ok = status == "ok"
-    final = curve[-1] if ok else None
-    test_loss, test_accuracy = evaluate(model, test_x, test_y, autocast, eval_batch) if ok else (None, None)
-    seen = cfg.samples_seen(step)
-    metrics = {
-        **cfg.identity(status),
-        "model_config": net_cfg.to_dict(),
-        **count_parameters(net_cfg),
-        "D": seen,
-        "D_unique": cfg.samples,
-        "epochs": cfg.epochs,
-        **training_flops(net_cfg, seen),
-        **final_losses(curve, ok),
-        "test_loss": test_loss,
-        "val_accuracy": final["eval_accuracy"] if final else None,
-        "test_accuracy": test_accuracy,
-        "optimal_loss": data["val"][2].get("optimal_loss"),
-        "steps": step,
-        "wall_time_s": progress.wall_seconds + time.perf_counter() - started,
-        "samples_per_s": seen / progress.train_seconds if progress.train_seconds else None,
-        "provenance": provenance(
-            config=asdict(cfg),
-            device=str(device),
-            precision=precision,
-            torch_threads=torch.get_num_threads(),
-            resumed_from_steps=progress.resumed_from,
-            forward_flop_terms=flop_terms(net_cfg),
-            data_sha256={split: data[split][2].get("sha256") for split in SPLITS},
-            data_source=train_meta.get("source"),
-        ),
-    }
-    return metrics, curve
+    return run.metrics(step, status), run.progress.curve
 
 
 def curve_csv(curve: list[dict]) -> str:
@@ -304,10 +315,7 @@ def parse_args(argv: list[str] | None = None) -> SamplesConfig:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    try:
-        gpu_slots.claim(cfg.gpus)  # before anything initialises CUDA; held until the process ends
-    except gpu_slots.NoFreeGPU as error:
-        sys.exit(f"error: {error}")
+    claim_gpus(cfg.gpus)
     checkpointer, metrics, curve = run_cell(train, cfg, cfg.checkpoint or default_path(cfg.metrics))
     write_cell(cfg, checkpointer, metrics, curve_csv(curve))
 

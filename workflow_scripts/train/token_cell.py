@@ -40,7 +40,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -53,15 +52,210 @@ from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.models.transformer import GPT, count_parameters, training_flops
 from workflow_scripts.train import ddp
 from workflow_scripts.train import device as devices
-from workflow_scripts.train import gpu_slots
 from workflow_scripts.train.branching import Track, branch_tracks
-from workflow_scripts.train.cell_config import TrainConfig, parse_flags
+from workflow_scripts.train.cell_config import TrainConfig, claim_gpus, parse_flags
 from workflow_scripts.train.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
 from workflow_scripts.train.evaluation import eval_set, evaluate, get_batch
 from workflow_scripts.train.optim import final_losses, make_optimizer, set_lr, update
 from workflow_scripts.train.schedule import eval_steps, plan_steps, window_order
 
 CURVE_COLUMNS = ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss"]
+
+
+class TokenRun:
+    """One token cell's run: its device, data, evaluation samples, model and optimiser, and where it stands.
+
+    Built in the order a run starts (``open_inputs``, ``build_model``, ``plan_tracks``),
+    so the RNG draws and checks come in the same order on every run and every resume.
+    """
+
+    def __init__(self, cfg: TrainConfig, checkpointer: Checkpointer | None) -> None:
+        self.started = time.perf_counter()
+        self.cfg, self.checkpointer = cfg, checkpointer
+        self.open_inputs()
+        self.build_model()
+        self.plan_tracks()
+
+    def open_inputs(self) -> None:
+        """Device, training stream and fixed evaluation samples, each checked before any training."""
+        cfg = self.cfg
+        self.world, device_name = ddp.init(cfg.device)
+        self.device = devices.choose_device(device_name)
+        self.precision = devices.choose_precision(cfg.precision, self.device)
+        devices.configure(self.device, cfg.threads)
+        self.autocast = functools.partial(devices.autocast, self.device, self.precision)
+        self.train_meta = read_json(cfg.train_tokens.removesuffix(".bin") + ".json")
+        self.stream = open_tokens(cfg.train_tokens)
+        self.model_cfg = cfg.model_config(int(self.train_meta["vocab_size"]))
+        self.steps = plan_steps(cfg, len(self.stream))
+        if cfg.batch_size % self.world.size:
+            raise ValueError(f"batch size {cfg.batch_size} does not divide among {self.world.size} data-parallel "
+                             f"processes: expected a multiple of {self.world.size}")
+        # Fixed evaluation samples, each checked (size, vocabulary) before any training.
+        self.sets = {name: eval_set(name, path, cfg.eval_tokens, cfg.context, self.model_cfg.vocab_size, self.device)
+                     for name, path in (("validation", cfg.val_tokens), ("test", cfg.test_tokens),
+                                        ("transfer", cfg.transfer_tokens)) if path}
+        self.val, self.transfer = self.sets["validation"], self.sets.get("transfer")
+        if cfg.branch_from and not Path(cfg.branch_from).exists():
+            raise FileNotFoundError(f"branch checkpoint {cfg.branch_from} does not exist: run the stable phase first")
+
+    def build_model(self) -> None:
+        """Model and optimiser from the seed, the window order, and the state resumed from a checkpoint."""
+        cfg, world = self.cfg, self.world
+        torch.manual_seed(cfg.seed)
+        self.model = GPT(self.model_cfg).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.order = window_order(cfg.tokens // cfg.context, cfg.epochs, cfg.seed,
+                                  (len(self.stream) - 1) // cfg.context)
+        self.flops_per_token = training_flops(self.model_cfg, 1)["flops_per_token"]
+        self.tokens_per_step = cfg.batch_size * cfg.context
+        self.progress = (self.checkpointer.resume(self.model, self.optimizer, self.device, cfg.branch_from)
+                         if self.checkpointer else Progress())
+        # After resuming: DDP starts every rank from rank 0's weights.
+        self.trained = ddp.wrap(self.model, world, self.device)
+        if cfg.compile:  # evaluation stays eager: it runs rarely, on batches of another shape
+            self.trained = torch.compile(self.trained)
+        self.share = slice(*world.share(cfg.batch_size))  # this rank's windows of each global batch
+
+    def plan_tracks(self) -> None:
+        """The learning curves to record, the schedule the steps follow, and the step to stop at."""
+        cfg, progress = self.cfg, self.progress
+        self.schedule = cfg.schedule_for(self.steps)
+        if cfg.branch_tokens:
+            self.tracks = branch_tracks(cfg, progress, len(self.stream))
+            self.schedule, self.stop = self.tracks[-1].schedule, self.tracks[-1].schedule.branch_step
+            if any(t.schedule.branch_step <= progress.step and not t.branch.path.exists() for t in self.tracks):
+                raise FileNotFoundError(f"stable phase checkpoint at step {progress.step} but branch checkpoints in "
+                                        f"{cfg.branch_dir} are gone: delete {self.checkpointer.path} to start again")
+        else:
+            self.tracks = [Track(self.schedule, set(eval_steps(self.steps, cfg.eval_points)), progress.curve,
+                                 progress.recent)]
+            self.stop = self.steps
+
+    def save_branches(self, step: int) -> None:
+        """Stable phase: save each branch whose cooldown starts at this step."""
+        progress = self.progress
+        for track in self.tracks:
+            if track.branch is not None and step == track.schedule.branch_step and self.world.main:
+                track.branch.save(self.model, self.optimizer, Progress(
+                    step, track.curve, track.recent, progress.train_seconds,
+                    progress.wall_seconds + time.perf_counter() - self.started, inherited_steps=step))
+
+    def record_evals(self, step: int) -> bool:
+        """Append a curve row to every track due at this step; says whether any was."""
+        # A resumed run starts at a step whose evaluation is already in the curve.
+        due = [t for t in self.tracks if step in t.evals and step <= t.rows_until
+               and not (t.curve and t.curve[-1]["step"] == step)]
+        if not due:
+            return False
+        model, world, transfer = self.model, self.world, self.transfer
+        eval_loss = evaluate(model, self.val.x, self.val.y, self.autocast, world=world)
+        transfer_loss = evaluate(model, transfer.x, transfer.y, self.autocast, world=world) if transfer else None
+        for track in due:
+            track.curve.append({
+                "step": step,
+                "tokens": step * self.tokens_per_step,
+                "flops": step * self.tokens_per_step * self.flops_per_token,
+                "train_loss": float(np.mean(track.recent)) if track.recent else float("nan"),
+                "eval_loss": eval_loss,
+                "lr": track.schedule.lr(min(step, track.schedule.steps - 1)),
+                "transfer_loss": transfer_loss,
+            })
+            track.recent.clear()
+        return True
+
+    def checkpoint(self, step: int, at_eval: bool, agreed: int | None) -> None:
+        """Save the checkpoint if it is due; after a stop signal, save it and raise ``Stopped``."""
+        checkpointer, progress, world = self.checkpointer, self.progress, self.world
+        if not checkpointer:
+            return
+        # One process stops as soon as it sees a signal; ranks stop on the one they agreed on.
+        signum = checkpointer.signum if world.size == 1 else agreed
+        if not checkpointer.due(step, at_eval=at_eval, stop=signum is not None):
+            return
+        progress.step = step
+        progress.wall_seconds += time.perf_counter() - self.started
+        self.started = time.perf_counter()
+        if world.main:
+            checkpointer.save(self.model, self.optimizer, progress)
+        if signum is not None:
+            world.barrier()  # the others wait for rank 0's checkpoint before they all exit
+            raise Stopped(signum, checkpointer.path, step, self.stop)
+
+    def train_step(self, step: int) -> tuple[float, int | None]:
+        """One optimiser step; returns the batch's loss and the stop signal the ranks agreed on.
+
+        A non-finite loss is returned without updating the model.
+        """
+        cfg, checkpointer = self.cfg, self.checkpointer
+        t0 = time.perf_counter()
+        set_lr(self.optimizer, self.schedule.lr(step))
+        starts = self.order[step * cfg.batch_size : (step + 1) * cfg.batch_size][self.share] * cfg.context
+        x, y = (t.to(self.device) for t in get_batch(self.stream, starts, cfg.context))
+        with self.autocast():
+            _, loss = self.trained(x, y)
+        # The ranks agree on the batch's mean loss and on a stop signal, so they break together.
+        loss_value, agreed = self.world.agree(loss.item(), checkpointer.signum if checkpointer else None)
+        if not math.isfinite(loss_value):
+            return loss_value, agreed
+        update(self.model, self.optimizer, loss, cfg.grad_clip)
+        for track in self.tracks:
+            if track.branch is None or step < track.schedule.branch_step:
+                track.recent.append(loss_value)
+        self.progress.train_seconds += time.perf_counter() - t0
+        return loss_value, agreed
+
+    def branch_summary(self, step: int, status: str) -> dict:
+        """Stable phase: the step of each branch checkpoint written, and the steps run."""
+        if status != "ok":
+            raise ValueError(f"the stable phase diverged at step {step}; its cells cannot branch from it "
+                             "(set training.branch: false to train them alone)")
+        return {"branches": {t.branch.path.name: t.schedule.branch_step for t in self.tracks}, "steps": step}
+
+    def metrics(self, trained_steps: int, status: str) -> dict:
+        """The cell's metrics.json record (``workflow_scripts.train.token_cell`` docstring, GUIDE section 3)."""
+        cfg, model_cfg, progress, transfer = self.cfg, self.model_cfg, self.progress, self.transfer
+        curve = progress.curve
+        tokens_trained = trained_steps * self.tokens_per_step
+        final = curve[-1] if status == "ok" else None
+        test = self.sets.get("test")
+        test_loss = evaluate(self.model, test.x, test.y, self.autocast, world=self.world) if final and test else None
+        return {
+            **cfg.identity(status),
+            "model_config": model_cfg.to_dict(),
+            **count_parameters(model_cfg),
+            "D": tokens_trained,
+            "D_unique": cfg.tokens,
+            "epochs": cfg.epochs,
+            **training_flops(model_cfg, tokens_trained),
+            **final_losses(curve, status == "ok"),
+            "test_loss": test_loss,
+            "transfer_loss": final["transfer_loss"] if final and transfer else None,
+            "transfer_dataset": (cfg.transfer_name or Path(cfg.transfer_tokens).stem) if transfer else None,
+            "optimal_loss": self.val.meta.get("optimal_loss_per_token"),
+            "C_budget": cfg.compute_budget or None,
+            "steps": trained_steps,
+            # A cell branched from a WSD stable phase inherits its first steps; D and C count them all.
+            "steps_inherited": progress.inherited_steps,
+            "steps_trained": trained_steps - progress.inherited_steps,
+            "wall_time_s": progress.wall_seconds + time.perf_counter() - self.started,
+            "tokens_per_s": tokens_trained / progress.train_seconds if progress.train_seconds else None,
+            "provenance": self.provenance(),
+        }
+
+    def provenance(self) -> dict:
+        """What the numbers came from: config, device, processes, resume point and the token files' hashes."""
+        return provenance(
+            config=asdict(self.cfg),
+            device=str(self.device),
+            precision=self.precision,
+            torch_threads=torch.get_num_threads(),
+            data_parallel_processes=self.world.size,
+            resumed_from_steps=self.progress.resumed_from,
+            train_tokens_sha256=self.train_meta.get("sha256"),
+            **{f"{name}_tokens_sha256": s.meta.get("sha256") for name, s in self.sets.items() if name != "validation"},
+            val_tokens_sha256=self.val.meta.get("sha256"),
+        )
 
 
 def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[dict, list[dict]]:
@@ -73,149 +267,23 @@ def train(cfg: TrainConfig, checkpointer: Checkpointer | None = None) -> tuple[d
     signal has arrived. With ``--branch-tokens`` it is a stable phase instead:
     it writes the branch checkpoints and returns a summary and no curve.
     """
-    started = time.perf_counter()
-    world, device_name = ddp.init(cfg.device)
-    device = devices.choose_device(device_name)
-    precision = devices.choose_precision(cfg.precision, device)
-    devices.configure(device, cfg.threads)
-    autocast = functools.partial(devices.autocast, device, precision)
-    train_meta = read_json(cfg.train_tokens.removesuffix(".bin") + ".json")
-    train_stream = open_tokens(cfg.train_tokens)
-    model_cfg = cfg.model_config(int(train_meta["vocab_size"]))
-    steps = plan_steps(cfg, len(train_stream))
-    if cfg.batch_size % world.size:
-        raise ValueError(f"batch size {cfg.batch_size} does not divide among {world.size} data-parallel "
-                         f"processes: expected a multiple of {world.size}")
-    # Fixed evaluation samples, each checked (size, vocabulary) before any training.
-    sets = {name: eval_set(name, path, cfg.eval_tokens, cfg.context, model_cfg.vocab_size, device)
-            for name, path in (("validation", cfg.val_tokens), ("test", cfg.test_tokens),
-                               ("transfer", cfg.transfer_tokens)) if path}
-    val, transfer = sets["validation"], sets.get("transfer")
-    if cfg.branch_from and not Path(cfg.branch_from).exists():
-        raise FileNotFoundError(f"branch checkpoint {cfg.branch_from} does not exist: run the stable phase first")
-
-    torch.manual_seed(cfg.seed)
-    model = GPT(model_cfg).to(device)
-    optimizer = make_optimizer(model, cfg, device)
-    order = window_order(cfg.tokens // cfg.context, cfg.epochs, cfg.seed, (len(train_stream) - 1) // cfg.context)
-    flops = training_flops(model_cfg, 1)["flops_per_token"]
-    tokens_per_step = cfg.batch_size * cfg.context
-    progress = checkpointer.resume(model, optimizer, device, cfg.branch_from) if checkpointer else Progress()
-    trained = ddp.wrap(model, world, device)  # after resuming: DDP starts every rank from rank 0's weights
-    if cfg.compile:  # evaluation stays eager: it runs rarely, on batches of another shape
-        trained = torch.compile(trained)
-    share = slice(*world.share(cfg.batch_size))  # this rank's windows of each global batch
-    schedule = cfg.schedule_for(steps)
-    if cfg.branch_tokens:
-        tracks = branch_tracks(cfg, progress, len(train_stream))
-        schedule, stop = tracks[-1].schedule, tracks[-1].schedule.branch_step
-        if any(t.schedule.branch_step <= progress.step and not t.branch.path.exists() for t in tracks):
-            raise FileNotFoundError(f"stable phase checkpoint at step {progress.step} but branch checkpoints in "
-                                    f"{cfg.branch_dir} are gone: delete {checkpointer.path} to start again")
-    else:
-        tracks = [Track(schedule, set(eval_steps(steps, cfg.eval_points)), progress.curve, progress.recent)]
-        stop = steps
-    step = progress.step
-
-    status = "ok"
+    run = TokenRun(cfg, checkpointer)
+    step, status = run.progress.step, "ok"
     agreed = None  # data-parallel: the stop signal the ranks agreed on at the last step
     while True:
-        for track in tracks:
-            if track.branch is not None and step == track.schedule.branch_step and world.main:
-                track.branch.save(model, optimizer, Progress(
-                    step, track.curve, track.recent, progress.train_seconds,
-                    progress.wall_seconds + time.perf_counter() - started, inherited_steps=step))
-        # A resumed run starts at a step whose evaluation is already in the curve.
-        due = [t for t in tracks if step in t.evals and step <= t.rows_until
-               and not (t.curve and t.curve[-1]["step"] == step)]
-        eval_loss = evaluate(model, val.x, val.y, autocast, world=world) if due else None
-        transfer_loss = evaluate(model, transfer.x, transfer.y, autocast, world=world) if due and transfer else None
-        for track in due:
-            track.curve.append({
-                "step": step,
-                "tokens": step * tokens_per_step,
-                "flops": step * tokens_per_step * flops,
-                "train_loss": float(np.mean(track.recent)) if track.recent else float("nan"),
-                "eval_loss": eval_loss,
-                "lr": track.schedule.lr(min(step, track.schedule.steps - 1)),
-                "transfer_loss": transfer_loss,
-            })
-            track.recent.clear()
-        if step == stop:
+        run.save_branches(step)
+        at_eval = run.record_evals(step)
+        if step == run.stop:
             break
-        # One process stops as soon as it sees a signal; ranks stop on the one they agreed on.
-        signum = (checkpointer.signum if world.size == 1 else agreed) if checkpointer else None
-        if checkpointer and checkpointer.due(step, at_eval=bool(due), stop=signum is not None):
-            progress.step = step
-            progress.wall_seconds += time.perf_counter() - started
-            started = time.perf_counter()
-            if world.main:
-                checkpointer.save(model, optimizer, progress)
-            if signum is not None:
-                world.barrier()  # the others wait for rank 0's checkpoint before they all exit
-                raise Stopped(signum, checkpointer.path, step, stop)
-        t0 = time.perf_counter()
-        set_lr(optimizer, schedule.lr(step))
-        starts = order[step * cfg.batch_size : (step + 1) * cfg.batch_size][share] * cfg.context
-        x, y = (t.to(device) for t in get_batch(train_stream, starts, cfg.context))
-        with autocast():
-            _, loss = trained(x, y)
-        # The ranks agree on the batch's mean loss and on a stop signal, so they break together.
-        loss_value, agreed = world.agree(loss.item(), checkpointer.signum if checkpointer else None)
+        run.checkpoint(step, at_eval, agreed)
+        loss_value, agreed = run.train_step(step)
         if not math.isfinite(loss_value):
             status = "diverged"  # the study goes on; the fits exclude this cell and say why
             break
-        update(model, optimizer, loss, cfg.grad_clip)
-        for track in tracks:
-            if track.branch is None or step < track.schedule.branch_step:
-                track.recent.append(loss_value)
-        progress.train_seconds += time.perf_counter() - t0
         step += 1
-
     if cfg.branch_tokens:
-        if status != "ok":
-            raise ValueError(f"the stable phase diverged at step {step}; its cells cannot branch from it "
-                             "(set training.branch: false to train them alone)")
-        return {"branches": {t.branch.path.name: t.schedule.branch_step for t in tracks}, "steps": step}, []
-    trained_steps = step
-    curve = progress.curve
-    tokens_trained = trained_steps * tokens_per_step
-    final = curve[-1] if status == "ok" else None
-    test = sets.get("test")
-    test_loss = evaluate(model, test.x, test.y, autocast, world=world) if final and test else None
-    metrics = {
-        **cfg.identity(status),
-        "model_config": model_cfg.to_dict(),
-        **count_parameters(model_cfg),
-        "D": tokens_trained,
-        "D_unique": cfg.tokens,
-        "epochs": cfg.epochs,
-        **training_flops(model_cfg, tokens_trained),
-        **final_losses(curve, status == "ok"),
-        "test_loss": test_loss,
-        "transfer_loss": final["transfer_loss"] if final and transfer else None,
-        "transfer_dataset": (cfg.transfer_name or Path(cfg.transfer_tokens).stem) if transfer else None,
-        "optimal_loss": val.meta.get("optimal_loss_per_token"),
-        "C_budget": cfg.compute_budget or None,
-        "steps": trained_steps,
-        # A cell branched from a WSD stable phase inherits its first steps; D and C count them all.
-        "steps_inherited": progress.inherited_steps,
-        "steps_trained": trained_steps - progress.inherited_steps,
-        "wall_time_s": progress.wall_seconds + time.perf_counter() - started,
-        "tokens_per_s": tokens_trained / progress.train_seconds if progress.train_seconds else None,
-        "provenance": provenance(
-            config=asdict(cfg),
-            device=str(device),
-            precision=precision,
-            torch_threads=torch.get_num_threads(),
-            data_parallel_processes=world.size,
-            resumed_from_steps=progress.resumed_from,
-            train_tokens_sha256=train_meta.get("sha256"),
-            **{f"{name}_tokens_sha256": s.meta.get("sha256") for name, s in sets.items() if name != "validation"},
-            val_tokens_sha256=val.meta.get("sha256"),
-        ),
-    }
-    return metrics, curve
+        return run.branch_summary(step, status), []
+    return run.metrics(step, status), run.progress.curve
 
 
 def curve_csv(curve: list[dict]) -> str:
@@ -229,11 +297,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    try:
-        if not ddp.under_torchrun():  # under torchrun the launcher (workflow_scripts/train/ddp.py) claimed them
-            gpu_slots.claim(cfg.gpus)  # before anything initialises CUDA; held until the process ends
-    except gpu_slots.NoFreeGPU as error:
-        sys.exit(f"error: {error}")
+    if not ddp.under_torchrun():  # under torchrun the launcher (workflow_scripts.train.ddp) claimed them
+        claim_gpus(cfg.gpus)
     # A stable phase keeps its own checkpoint among its branches: both go (or stay) together.
     path = cfg.checkpoint or (Path(cfg.branch_dir) / "stable.checkpoint.pt" if cfg.branch_tokens
                               else default_path(cfg.metrics))
