@@ -36,6 +36,7 @@ import pandas as pd
 
 from workflow_scripts.analysis.cells import cell_ids
 from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit import stats
 from workflow_scripts.analysis.fit import laws
 
 LAW = "approach1"
@@ -134,7 +135,7 @@ def _check_envelope(env: pd.DataFrame) -> None:
 def fit_approach1(points: pd.DataFrame, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
                   level: float = laws.DEFAULTS["level"]) -> dict[str, Any]:
     """The envelope of ``points`` (``traces``), the exponents and, with ``n_boot``, resampled intervals."""
-    hf.check_level(level, n_boot)
+    stats.check_level(level, n_boot)
     env = envelope(points)
     _check_envelope(env)
     grid = env["C"].to_numpy(float)
@@ -152,7 +153,7 @@ def fit_approach1(points: pd.DataFrame, n_boot: int = 0, seed: int = laws.DEFAUL
             continue
         samples.append(power_fits(env_s))
     table = pd.DataFrame(samples, columns=["a", "b", "k_N", "k_D"], dtype=float)
-    ci = hf.percentile_ci(table, level) if len(table) else {k: None for k in ("a", "b", "k_N", "k_D")}
+    ci = stats.percentile_ci(table, level) if len(table) else {k: None for k in ("a", "b", "k_N", "k_D")}
     return {**result, "ci": ci, "ci_level": level, "n_bootstrap": n_boot, "n_bootstrap_failed": failed}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.analysis.cells import cell_ids
-from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit import stats
 from workflow_scripts.analysis.fit import laws
 
 LAW = "isoflop"
@@ -26,7 +26,7 @@ MIN_BUDGETS = 2  # a power law needs two minima
 
 def check_runs(n, c, loss) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arrays of N, C, L as floats; a ValueError naming the first bad value otherwise."""
-    return tuple(hf.positive_arrays(("N", "C", "loss"), (n, c, loss)))
+    return tuple(stats.positive_arrays(("N", "C", "loss"), (n, c, loss)))
 
 
 def _budgets(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +72,7 @@ def fit_isoflops(n, c, loss, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
     ``skipped_budgets`` and left out; with fewer than 2 minima left the result holds only
     ``skipped`` (why). ``minimum_inside_range`` says whether N_opt lies among the sizes run.
     """
-    hf.check_level(level, n_boot)
+    stats.check_level(level, n_boot)
     n, c, loss = check_runs(n, c, loss)
     values, budget = _budgets(c)
     log_n = np.log(n)
@@ -104,7 +104,7 @@ def fit_isoflops(n, c, loss, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
         a_s, log_kn_s, b_s, log_kd_s = _power_laws(np.log(values[found[:, 0].astype(int)]), found[:, 1])
         samples.append({"a": a_s, "b": b_s, "k_N": np.exp(log_kn_s), "k_D": np.exp(log_kd_s)})
     table = pd.DataFrame(samples, columns=["a", "b", "k_N", "k_D"], dtype=float)
-    ci = hf.percentile_ci(table, level) if len(table) else {k: None for k in table}
+    ci = stats.percentile_ci(table, level) if len(table) else {k: None for k in table}
     return {**result, "ci": ci, "ci_level": level, "n_bootstrap": n_boot, "n_bootstrap_failed": failed,
             "samples": table}
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from workflow_scripts.analysis.cells import cell_ids
 from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit import stats
 from workflow_scripts.analysis.fit import laws
 from workflow_scripts.analysis.fit import quality
 
@@ -131,7 +132,7 @@ def _nd_starts(lx: np.ndarray, ly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check(n, x2, loss, names, min_cells=MIN_CELLS):
-    n, x2, loss = hf.positive_arrays(names, (n, x2, loss))
+    n, x2, loss = stats.positive_arrays(names, (n, x2, loss))
     cells = np.unique(np.column_stack([n, x2]), axis=0).shape[0]
     if np.unique(n).size < 2 or np.unique(x2).size < 2 or cells < min_cells:
         raise ValueError(f"got {np.unique(n).size} distinct {names[0]}, {np.unique(x2).size} distinct "
@@ -145,7 +146,7 @@ def _fit(law, lx, ly, starts, edge, form, to_params, groups, valid, n_boot, seed
     params = to_params(full["theta"])
     result = {"params": params, "best_start_on_grid_edge": full["on_edge"],
               "best_start": [float(v) for v in starts[full["start"]]],
-              "goodness": hf.goodness(ly, form.predict(full["theta"], lx), full["objective"])}
+              "goodness": stats.goodness(ly, form.predict(full["theta"], lx), full["objective"])}
     if not all(np.isfinite(v) for v in params.values()):
         raise ValueError(f"the fit diverged ({', '.join(f'{k}={v:.3g}' for k, v in params.items())})")
     if n_boot == 0:
@@ -154,7 +155,7 @@ def _fit(law, lx, ly, starts, edge, form, to_params, groups, valid, n_boot, seed
     rows = [to_params(t) for t in thetas]
     ok = [r for r in rows if all(np.isfinite(v) for v in r.values())]
     samples = pd.DataFrame(ok, columns=list(params), dtype=float)
-    ci = hf.percentile_ci(samples, level) if len(samples) else {k: None for k in params}
+    ci = stats.percentile_ci(samples, level) if len(samples) else {k: None for k in params}
     return {**result, "ci": ci, "n_bootstrap_failed": failed + len(rows) - len(ok), "samples": samples}
 
 
@@ -173,7 +174,7 @@ def fit_kaplan_nd(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DEF
 
     Bootstrap groups default to the (N, D) cell (its seeds drawn together).
     """
-    hf.check_level(level, n_boot)
+    stats.check_level(level, n_boot)
     n, d, loss = _check(n, d, loss, ("N", "D"))
     lx, ly = np.log(np.vstack([n, d])), np.log(loss)
     starts, edge = _nd_starts(lx, ly)
@@ -185,7 +186,7 @@ def fit_kaplan_nd(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DEF
 def fit_kaplan_ns(n, s, loss, groups, n_boot: int = 0, seed: int = laws.DEFAULTS["seed"],
                   level: float = laws.DEFAULTS["level"], delta: float = hf.HUBER_DELTA) -> dict[str, Any]:
     """Fit Eq. 1.6 to curve points (N, steps S, loss); ``groups`` names each point's curve (drawn whole)."""
-    hf.check_level(level, n_boot)
+    stats.check_level(level, n_boot)
     n, s, loss = _check(n, s, loss, ("N", "S"))
     lx, ly = np.log(np.vstack([n, s])), np.log(loss)
     starts, edge = hf.grid_starts(NS_GRID, tuple(NS_GRID))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit import stats
 from workflow_scripts.analysis.fit.table_checks import check_fit_table, read_fit_table
 from workflow_scripts.analysis.fit import laws
 from workflow_scripts.analysis.fit import quality
@@ -70,7 +71,7 @@ def compute_optimal(params: dict[str, float]) -> dict[str, float | None]:
 
 def check_points(n, d, loss) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arrays of N, D, L as floats; a ValueError naming the first bad value otherwise."""
-    arrays = hf.positive_arrays(("N", "D", "loss"), (n, d, loss))
+    arrays = stats.positive_arrays(("N", "D", "loss"), (n, d, loss))
     n, d, _ = arrays
     cells = np.unique(np.column_stack([n, d]), axis=0).shape[0]
     if np.unique(n).size < 2 or np.unique(d).size < 2 or cells < MIN_CELLS:
@@ -103,7 +104,7 @@ def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DE
     ``workers`` processes share the grid and the resamples; above ``screen_rows`` rows the
     grid is searched on a subsample (``workflow_scripts.analysis.fit.huber.screened_fit``).
     """
-    hf.check_level(level, n_boot)
+    stats.check_level(level, n_boot)
     n, d, loss = check_points(n, d, loss)
     lx, ly = np.log(np.vstack([n, d])), np.log(loss)
     starts, edge = hf.grid_starts(DEFAULT_GRID if grid is None else grid, NAMES)
@@ -114,7 +115,7 @@ def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DE
         "compute_optimal": compute_optimal(params),
         "best_start_on_grid_edge": full["on_edge"],
         "best_start": dict(zip(NAMES, (float(v) for v in starts[full["start"]]))),
-        "goodness": hf.goodness(ly, hf.predict(full["theta"], lx), full["objective"]),
+        "goodness": stats.goodness(ly, hf.predict(full["theta"], lx), full["objective"]),
     }
     if n_boot == 0:
         return result
@@ -131,7 +132,7 @@ def fit_parametric(n, d, loss, groups=None, n_boot: int = 0, seed: int = laws.DE
             continue
         rows.append({**p, **compute_optimal(p)})
     samples = pd.DataFrame(rows, columns=[*PARAMS, *OPTIMAL], dtype=float)
-    return {**result, "ci": hf.percentile_ci(samples, level), "ci_level": level, "n_bootstrap": n_boot,
+    return {**result, "ci": stats.percentile_ci(samples, level), "ci_level": level, "n_bootstrap": n_boot,
             "n_bootstrap_failed": failed, "samples": samples}
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.analysis.fit import huber as hf
+from workflow_scripts.analysis.fit import stats
 from workflow_scripts.analysis.fit import laws
 from workflow_scripts.analysis.fit import quality
 
@@ -100,14 +101,14 @@ def fit_power_law(x, y, grid: dict[str, Sequence[float]] | None = None, irreduci
         pred = theta[0] - theta[1] * lx
         return {"params": {"E": 0.0, "A": float(np.exp(theta[0])), "alpha": float(theta[1])},
                 "best_start_on_grid_edge": False, "best_start": None,
-                "goodness": hf.goodness(ly, pred, None)}
+                "goodness": stats.goodness(ly, pred, None)}
     starts, edge = _grid(grid)
     full = hf.fit_grid(lx[None, :], ly, starts, edge, delta)
     return {
         "params": _params(full["theta"]),
         "best_start_on_grid_edge": full["on_edge"],
         "best_start": dict(zip(NAMES, (float(v) for v in starts[full["start"]]))),
-        "goodness": hf.goodness(ly, hf.predict(full["theta"], lx[None, :]), full["objective"]),
+        "goodness": stats.goodness(ly, hf.predict(full["theta"], lx[None, :]), full["objective"]),
     }
 
 
@@ -123,7 +124,7 @@ def bootstrap_power_law(x, y, groups=None, n_boot: int = laws.DEFAULTS["bootstra
     with fewer than 3 distinct x (2 for a pure power law) or a non-finite optimum are
     counted in ``n_failed`` and left out. Deterministic given ``seed``.
     """
-    hf.check_level(level, n_boot)
+    stats.check_level(level, n_boot)
     min_distinct = 3 if irreducible else 2
     x, y = _check_xy(x, y, min_distinct)
     groups = x if groups is None else np.asarray(groups)
@@ -154,7 +155,7 @@ def bootstrap_power_law(x, y, groups=None, n_boot: int = laws.DEFAULTS["bootstra
         else:
             failed += 1
     table = pd.DataFrame(samples, columns=["E", "A", "alpha"], dtype=float)
-    ci = hf.percentile_ci(table, level) if len(table) else {k: None for k in table}
+    ci = stats.percentile_ci(table, level) if len(table) else {k: None for k in table}
     return {"ci": ci, "level": level, "n_bootstrap": n_boot, "n_failed": failed, "samples": table}
 
 
