@@ -13,7 +13,9 @@ the threshold. The checks, where the entry has what they need:
 - the width of the exponents' bootstrap intervals relative to their value;
 - the extrapolation error on the held-out largest-compute cells (``laws.extrapolation``);
 - IsoFLOP vertices outside the sizes run (``minimum_inside_range`` of each budget);
-- disagreement between Chinchilla's approaches 1, 2 and 3 on a (N_opt ∝ C^a).
+- disagreement between Chinchilla's approaches 1, 2 and 3 on a (N_opt ∝ C^a);
+- where the generator knows its optimal loss: an E below it (no predictor does better), or, for
+  the laws whose E is that floor itself (``FLOOR_LAWS``), an E away from it outside E's interval.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import numpy as np
 # L(N,D)'s a is in fits.json's compute_optimal.
 APPROACHES = {"approach1": 1, "isoflop": 2, "L(N,D)": 3}
 ALLOCATION_EXPONENTS = ("a", "b")
+# Laws whose E is the loss of unlimited N and D: the generator's optimal loss. The others hold
+# a variable at its largest value, so their E lies above it by that variable's term.
+FLOOR_LAWS = ("L(N,D)", "L(C)")
 # A log residual this small is the optimiser's precision, not a misfit: it carries no sign.
 SIGN_TOLERANCE = 1e-6
 
@@ -172,6 +177,22 @@ def _approach_reasons(name: str, estimates: Mapping[str, dict[str, Any]], t: Map
             for other, gap in gaps.items() if gap > t["max_approach_gap"]]
 
 
+def _floor_reasons(name: str, entry: dict[str, Any], optimal: float | None, t: Mapping[str, Any]) -> list[str]:
+    params = entry.get("params", {})
+    if optimal is None or "E" not in params or "E +" not in entry.get("form", ""):
+        return []
+    e, tolerance = params["E"], t["max_floor_error"]
+    gap = e / optimal - 1
+    low, high = ((entry.get("ci") or {}).get("E") or [e, e])
+    said = f"E = {e:.4g} is {_percent(abs(gap))} {'below' if gap < 0 else 'above'} the generator's optimal " \
+           f"loss {optimal:.4g}"
+    if gap < -tolerance and high < optimal:
+        return [f"{said} (no predictor does better) > {_percent(tolerance)}"]
+    if name in FLOOR_LAWS and abs(gap) > tolerance and not low <= optimal <= high:
+        return [f"{said}, outside E's interval [{low:.4g}, {high:.4g}], > {_percent(tolerance)}"]
+    return []
+
+
 def judge(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
     """The reasons a fitted entry is poor by the checks on itself alone (empty: none)."""
     return [*_residual_reasons(entry, thresholds), *_bound_reasons(entry, thresholds),
@@ -194,10 +215,11 @@ def not_judged(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str
 
 
 def judge_all(laws: dict[str, dict[str, Any]], compute_optimal: dict[str, Any] | None,
-              thresholds: Mapping[str, Any]) -> None:
+              thresholds: Mapping[str, Any], optimal: float | None = None) -> None:
     """Add ``quality`` {verdict, reasons, not_judged} to every fitted entry of ``laws`` (in place).
 
-    Approach 3's a is L(N,D)'s compute-optimal allocation (``compute_optimal``).
+    Approach 3's a is L(N,D)'s compute-optimal allocation (``compute_optimal``); ``optimal``: the
+    generator's optimal loss on the evaluation windows, where it knows one.
     """
     estimates = {name: laws[name] for name in ("approach1", "isoflop")
                  if name in laws and laws[name].get("a") is not None}
@@ -206,7 +228,7 @@ def judge_all(laws: dict[str, dict[str, Any]], compute_optimal: dict[str, Any] |
     for name, entry in laws.items():
         if "skipped" in entry:
             continue
-        reasons = judge(entry, thresholds)
+        reasons = judge(entry, thresholds) + _floor_reasons(name, entry, optimal, thresholds)
         if name in estimates:
             reasons += _approach_reasons(name, estimates, thresholds)
         entry["quality"] = {"verdict": "poor" if reasons else "good", "reasons": reasons,
