@@ -63,4 +63,4 @@ def test_a_dry_run_of_the_default_study_needs_only_the_plan_layer(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     output = (result.stdout + result.stderr).splitlines()
     commands = [line for line in output if "python -m workflow_scripts.train.token_cell" in line]
-    assert len(commands) == 45  # 9 sizes x 5 data sizes x 1 seed, every one planned
+    assert len(commands) == 24  # 6 sizes x 4 data sizes x 1 seed, every one planned

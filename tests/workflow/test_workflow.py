@@ -2,10 +2,13 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from tests.helpers import REPO, TINYSHAKESPEARE, planned_jobs, write_config
+from workflow_scripts.data import synthetic
+from workflow_scripts.data.sources import read_split
 from workflow_scripts.plan.config import load_config, validate_config
 from workflow_scripts.plan.grid import expand_grid
 
@@ -84,6 +87,44 @@ def test_synthetic_study_end_to_end(tiny_config, tmp_path, run_snakemake):
     dry = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config_path))
     exp = tiny_config["experiments"]["tiny"]
     assert planned_jobs(dry.stdout, "train_cell") == len(exp["models"]) * len(exp["data_sizes"]), dry.stdout
+
+
+def test_default_language_on_a_smaller_grid_judges_e_against_its_exact_floor(tmp_path, run_snakemake):
+    """The default study's language and model family, shrunk: the floor of the evaluation windows
+    is the generator's exact one, no cell beats it, and each law's E is judged against it."""
+    config = load_config(REPO / "config" / "config.yaml")
+    config["datasets"]["synthetic"]["symbols"] = {"train": 140000, "val": 20000, "test": 5000}
+    experiment = config["experiments"]["synthetic"]
+    experiment["models"] = experiment["models"][:3]
+    experiment["data_sizes"] = [16384, 49152, 131072]
+    experiment["training"] = {**experiment["training"], "eval_tokens": 4096, "eval_points": 2}
+    experiment["analysis"] = {"bootstrap": 50, "laws": ["L(N)", "L(D)", "L(C)", "L(N,D)"]}
+    config_path = write_config(tmp_path / "default-small.yaml", config)
+    result = run_snakemake(tmp_path, "--cores", "2", "--configfile", str(config_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    raw = tmp_path / "results" / "data" / "synthetic" / "raw"
+    hmm = synthetic.make_hmm(synthetic.HMMSpec(**config["datasets"]["synthetic"]["hmm"]))
+    symbols = np.array([hmm.alphabet.index(c) for c in read_split(raw / "val.txt")])
+    context = experiment["model"]["context"]
+    windows = symbols[:4096 // context * context + 1]
+    windows = np.stack([windows[i:i + context + 1] for i in range(0, 4096 // context * context, context)])
+    floor = synthetic.window_optimal_loss(hmm, windows)
+    fits = json.loads((tmp_path / "results" / "synthetic" / "fits.json").read_text())
+    assert fits["optimal_loss"] == pytest.approx(floor, rel=1e-12)
+    whole_past = json.loads((raw / "source.json").read_text())["splits"]["val"]["optimal_loss_nats_per_char"]
+    assert abs(floor / whole_past - 1) < 0.1  # the same language's floor, less what lost context is worth
+    runs = pd.read_csv(tmp_path / "results" / "synthetic" / "runs.csv")
+    assert (runs["val_loss"] > floor).all()  # no model beats the Bayes-optimal predictor of its windows
+    tolerance = fits["provenance"]["config"]["quality"]["max_floor_error"]
+    for law, entry in fits["laws"].items():
+        if "E" not in entry.get("params", {}):
+            continue
+        e, (low, high) = entry["params"]["E"], entry["ci"]["E"]
+        flagged = any("the generator's optimal loss" in r for r in entry["quality"]["reasons"])
+        below = e < floor * (1 - tolerance) and high < floor
+        off = law in ("L(N,D)", "L(C)") and abs(e / floor - 1) > tolerance and not low <= floor <= high
+        assert flagged == (below or off), (law, e, floor, entry["quality"])
 
 
 @pytest.mark.skipif(not TINYSHAKESPEARE.exists(), reason=f"{TINYSHAKESPEARE} is absent (real data for tests)")
