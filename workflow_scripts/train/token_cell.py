@@ -29,6 +29,10 @@ learning curve's ``transfer_loss`` column lets one check.
 Started by torchrun (``python -m workflow_scripts.train.ddp``), it trains data-parallel
 with the numbers of a one-process run (``workflow_scripts.train.ddp``).
 
+With ``--noise-scale`` every curve row also carries the gradient noise scale B_simple at its
+weights (``noise_scale``, in windows; ``workflow_scripts.train.noise_scale``), measured in the
+training step that starts at the evaluation point, without changing the run's numbers.
+
 The cell saves a checkpoint beside its metrics (every ``--checkpoint-every-s``
 seconds, at evaluation points, and on SIGTERM or SIGUSR1, after which it exits
 non-zero so Snakemake or SLURM retries it); the same command run again resumes
@@ -37,6 +41,7 @@ from it and ends with the numbers of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -56,10 +61,11 @@ from workflow_scripts.train.branching import Track, branch_tracks
 from workflow_scripts.train.cell_config import TrainConfig, claim_gpus, parse_flags
 from workflow_scripts.train.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
 from workflow_scripts.train.evaluation import eval_set, evaluate, get_batch
+from workflow_scripts.train import noise_scale as ns
 from workflow_scripts.train.optim import final_losses, make_optimizer, set_lr, update
 from workflow_scripts.train.schedule import eval_steps, plan_steps, window_order
 
-CURVE_COLUMNS = ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss"]
+CURVE_COLUMNS = ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss", "noise_scale"]
 
 
 class TokenRun:
@@ -131,6 +137,11 @@ class TokenRun:
             self.tracks = [Track(self.schedule, set(eval_steps(self.steps, cfg.eval_points)), progress.curve,
                                  progress.recent)]
             self.stop = self.steps
+        # The noise scale is measured in the steps that start at evaluation points, and in the last
+        # step for the row after it.
+        self.noise = ns.NoiseScale.from_state(progress.noise)
+        self.noise_steps = ({e for t in self.tracks for e in t.evals if e < self.stop} | {self.stop - 1}
+                            if cfg.noise_scale else set())
 
     def save_branches(self, step: int) -> None:
         """Stable phase: save each branch whose cooldown starts at this step."""
@@ -139,7 +150,8 @@ class TokenRun:
             if track.branch is not None and step == track.schedule.branch_step and self.world.main:
                 track.branch.save(self.model, self.optimizer, Progress(
                     step, track.curve, track.recent, progress.train_seconds,
-                    progress.wall_seconds + time.perf_counter() - self.started, inherited_steps=step))
+                    progress.wall_seconds + time.perf_counter() - self.started, inherited_steps=step,
+                    noise=self.noise.state(), noise_seconds=progress.noise_seconds))
 
     def record_evals(self, step: int) -> bool:
         """Append a curve row to every track due at this step; says whether any was."""
@@ -160,6 +172,8 @@ class TokenRun:
                 "eval_loss": eval_loss,
                 "lr": track.schedule.lr(min(step, track.schedule.steps - 1)),
                 "transfer_loss": transfer_loss,
+                # Filled by the step that starts here (measure_noise); the last row's is the last step's.
+                "noise_scale": self.noise.value() if self.cfg.noise_scale and step == self.stop else None,
             })
             track.recent.clear()
         return True
@@ -192,18 +206,42 @@ class TokenRun:
         set_lr(self.optimizer, self.schedule.lr(step))
         starts = self.order[step * cfg.batch_size : (step + 1) * cfg.batch_size][self.share] * cfg.context
         x, y = (t.to(self.device) for t in get_batch(self.stream, starts, cfg.context))
-        with self.autocast():
-            _, loss = self.trained(x, y)
-        # The ranks agree on the batch's mean loss and on a stop signal, so they break together.
-        loss_value, agreed = self.world.agree(loss.item(), checkpointer.signum if checkpointer else None)
-        if not math.isfinite(loss_value):
-            return loss_value, agreed
-        update(self.model, self.optimizer, loss, cfg.grad_clip)
+        measure = step in self.noise_steps
+        # Data-parallel, a measured step keeps each rank's gradient (a small batch) until measure_noise.
+        local = self.trained.no_sync() if measure and self.world.size > 1 else contextlib.nullcontext()
+        with local:
+            with self.autocast():
+                _, loss = self.trained(x, y)
+            # The ranks agree on the batch's mean loss and on a stop signal, so they break together.
+            loss_value, agreed = self.world.agree(loss.item(), checkpointer.signum if checkpointer else None)
+            if not math.isfinite(loss_value):
+                return loss_value, agreed
+            update(self.model, self.optimizer, loss, cfg.grad_clip,
+                   functools.partial(self.measure_noise, step, x, y) if measure else None)
         for track in self.tracks:
             if track.branch is None or step < track.schedule.branch_step:
                 track.recent.append(loss_value)
         self.progress.train_seconds += time.perf_counter() - t0
         return loss_value, agreed
+
+    def measure_noise(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        """After the backward pass of step ``step``: one measurement of the noise scale (module
+        ``workflow_scripts.train.noise_scale``), written into the curve rows of this step."""
+        t0 = time.perf_counter()
+        grads = [p.grad for p in self.model.parameters()]
+        if self.world.size > 1:  # each rank's gradient is a small batch of its share of the windows
+            b_small, b_big = len(x), self.cfg.batch_size
+            small_sq = self.world.sum(ns.squared_norm(grads)) / self.world.size
+            ns.all_reduce_mean(grads)
+        else:  # one extra forward and backward of the first half of the windows
+            b_small, b_big = len(x) // ns.SMALL_FRACTION, len(x)
+            small_sq = ns.sub_batch_squared_norm(self.model, x[:b_small], y[:b_small], self.autocast)
+        self.noise.add(step, b_small, b_big, small_sq, ns.squared_norm(grads))
+        self.progress.noise = self.noise.state()
+        for track in self.tracks:
+            if track.curve and track.curve[-1]["step"] == step:
+                track.curve[-1]["noise_scale"] = self.noise.value()
+        self.progress.noise_seconds += time.perf_counter() - t0
 
     def branch_summary(self, step: int, status: str) -> dict:
         """Stable phase: the step of each branch checkpoint written, and the steps run."""
@@ -240,6 +278,9 @@ class TokenRun:
             "steps_trained": trained_steps - progress.inherited_steps,
             "wall_time_s": progress.wall_seconds + time.perf_counter() - self.started,
             "tokens_per_s": tokens_trained / progress.train_seconds if progress.train_seconds else None,
+            "batch_size": cfg.batch_size,  # windows per step: the B of Kaplan's S_min and E_min
+            "noise_scale": final["noise_scale"] if final and cfg.noise_scale else None,
+            "noise_scale_s": progress.noise_seconds if cfg.noise_scale else None,
             "provenance": self.provenance(),
         }
 
