@@ -85,3 +85,40 @@ def test_cell_records_the_noise_scale_without_changing_its_numbers(token_files):
     assert metrics["noise_scale"] == values[-1] and metrics["batch_size"] == 8
     assert 0 < metrics["noise_scale_s"] < metrics["wall_time_s"]
     assert plain["noise_scale"] is None and all(row["noise_scale"] is None for row in plain_curve)
+
+
+def test_resumed_cell_records_the_noise_scale_of_an_uninterrupted_one(token_files, tmp_path):
+    import signal
+
+    from workflow_scripts.train.checkpoint import Checkpointer, Stopped
+    from dataclasses import asdict
+
+    cfg = small_cell(token_files, noise_scale=True, dropout=0.1)
+    _, whole = train(cfg)
+    stopping = Checkpointer(tmp_path / "c.pt", asdict(cfg))
+    stopping.signum = signal.SIGTERM  # stops at step 1, an evaluation point, before its measurement
+    with pytest.raises(Stopped):
+        train(cfg, stopping)
+    _, resumed = train(cfg, Checkpointer(tmp_path / "c.pt", asdict(cfg)))
+    assert pd.DataFrame(resumed).equals(pd.DataFrame(whole))
+
+
+def test_two_gloo_processes_measure_the_noise_scale_from_their_own_gradients(token_files, tmp_path):
+    from tests.train.test_ddp import run
+    from workflow_scripts.plan.flags import launcher
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for processes, out in ((1, one), (2, two)):
+        done = run(launcher(processes), token_files, out, "--noise-scale", "true")
+        assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (pd.read_csv(out / "curve.csv") for out in (one, two))
+    pd.testing.assert_frame_equal(a.drop(columns="noise_scale"), b.drop(columns="noise_scale"), rtol=1e-4)
+    # One process: its first half against the batch; two: each rank's half, averaged. Same quantity, other draws.
+    assert b["noise_scale"][1:].notna().all() and np.isfinite(b["noise_scale"][1:]).all()
+    ratio = np.median(b["noise_scale"][1:] / a["noise_scale"][1:])
+    assert 0.1 < ratio < 10, (a["noise_scale"], b["noise_scale"])
+
+
+def test_batch_too_small_to_split_fails_before_training(token_files):
+    with pytest.raises(ValueError, match="needs a batch of at least 2 windows"):
+        train(small_cell(token_files, noise_scale=True, batch_size=1))

@@ -91,6 +91,24 @@ def sub_batch_squared_norm(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
     return squared_norm(grads)
 
 
+def measure(noise: NoiseScale, step: int, model: torch.nn.Module, world, x: torch.Tensor, y: torch.Tensor,
+            autocast) -> None:
+    """Add step ``step``'s measurement to ``noise``, after its backward pass on this rank's windows (x, y).
+
+    Data-parallel (``world``: ``workflow_scripts.train.ddp.World``), the gradients are the rank's own
+    (the step ran in ``no_sync``) and are averaged over the ranks here, before the update.
+    """
+    grads = [p.grad for p in model.parameters()]
+    if world.size > 1:  # each rank's gradient is a small batch: its share of the windows
+        b_small, b_big = len(x), len(x) * world.size
+        small_sq = world.sum(squared_norm(grads)) / world.size
+        all_reduce_mean(grads)
+    else:  # one extra forward and backward of the first half of the windows
+        b_small, b_big = len(x) // SMALL_FRACTION, len(x)
+        small_sq = sub_batch_squared_norm(model, x[:b_small], y[:b_small], autocast)
+    noise.add(step, b_small, b_big, small_sq, squared_norm(grads))
+
+
 def all_reduce_mean(grads) -> None:
     """Average the ranks' gradients in place (what DDP's backward does when not in ``no_sync``)."""
     import torch.distributed as dist

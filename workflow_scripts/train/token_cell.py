@@ -97,6 +97,8 @@ class TokenRun:
         if cfg.batch_size % self.world.size:
             raise ValueError(f"batch size {cfg.batch_size} does not divide among {self.world.size} data-parallel "
                              f"processes: expected a multiple of {self.world.size}")
+        if cfg.noise_scale and self.world.size == 1 and cfg.batch_size < ns.SMALL_FRACTION:
+            raise ValueError(f"the noise scale needs a batch of at least {ns.SMALL_FRACTION} windows to split")
         # Fixed evaluation samples, each checked (size, vocabulary) before any training.
         self.sets = {name: eval_set(name, path, cfg.eval_tokens, cfg.context, self.model_cfg.vocab_size, self.device)
                      for name, path in (("validation", cfg.val_tokens), ("test", cfg.test_tokens),
@@ -228,15 +230,7 @@ class TokenRun:
         """After the backward pass of step ``step``: one measurement of the noise scale (module
         ``workflow_scripts.train.noise_scale``), written into the curve rows of this step."""
         t0 = time.perf_counter()
-        grads = [p.grad for p in self.model.parameters()]
-        if self.world.size > 1:  # each rank's gradient is a small batch of its share of the windows
-            b_small, b_big = len(x), self.cfg.batch_size
-            small_sq = self.world.sum(ns.squared_norm(grads)) / self.world.size
-            ns.all_reduce_mean(grads)
-        else:  # one extra forward and backward of the first half of the windows
-            b_small, b_big = len(x) // ns.SMALL_FRACTION, len(x)
-            small_sq = ns.sub_batch_squared_norm(self.model, x[:b_small], y[:b_small], self.autocast)
-        self.noise.add(step, b_small, b_big, small_sq, ns.squared_norm(grads))
+        ns.measure(self.noise, step, self.model, self.world, x, y, self.autocast)
         self.progress.noise = self.noise.state()
         for track in self.tracks:
             if track.curve and track.curve[-1]["step"] == step:
