@@ -107,3 +107,15 @@ def test_critical_batch_figure_panels(tmp_path):
     plt.close("all")
     plot_figure("critical_batch", runs, fits, tmp_path / "b.png", tmp_path / "b.pdf", curves=curves)
     assert (tmp_path / "b.png").stat().st_size > 0 and (tmp_path / "b.pdf").stat().st_size > 0
+
+
+def test_verdict_names_a_critical_batch_size_the_noise_does_not_pin_down():
+    from workflow_scripts.analysis.fit import quality
+    from workflow_scripts.analysis.fit.laws import DEFAULTS
+
+    entry = {"params": {"alpha": 0.1}, "ci": {"alpha": [0.09, 0.11]},
+             "critical_batch": {"params": {"alpha_B": 0.68}, "ci": {"alpha_B": [-0.97, 7.3]}}}
+    assert quality.judge(entry, DEFAULTS["quality"]) == [
+        "B_crit's alpha_B = 0.68 with interval [-0.97, 7.3] reaching 0: the noise scale shows no fall with the loss"]
+    entry["critical_batch"]["ci"]["alpha_B"] = [0.2, 0.22]
+    assert quality.judge(entry, DEFAULTS["quality"]) == []

@@ -8,6 +8,7 @@ Same contract as the other figure modules: (runs, fits, curves) in, a figure out
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 
 from workflow_scripts.analysis.figures import style as ps
@@ -32,8 +33,11 @@ def _noise_panel(ax, runs, curves, record, skip) -> None:
     ax.plot(grid, cb.b_crit(p, grid), "k-", lw=1, label=f"B*={p['B_star']:.3g}, α_B={p['alpha_B']:.3g}")
     for b in sorted(points["batch_size"].dropna().unique()):
         ax.axhline(b, color="grey", ls=":", lw=0.8)
-    ax.set(xlabel=ps.loss_label(runs), ylabel="noise scale B_simple (windows)")
-    ax.set(xscale="log", yscale="log")
+    ax.set(xlabel=ps.loss_label(runs), ylabel="noise scale B_simple (windows)", xscale="log", yscale="log")
+    plain = mticker.FuncFormatter(lambda v, _: f"{v:g}")  # losses span less than a decade: plain numbers
+    ax.xaxis.set_major_locator(mticker.MaxNLocator(5))
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(mticker.NullLocator())
 
 
 def _c_min_panel(ax, runs, curves, entry) -> None:

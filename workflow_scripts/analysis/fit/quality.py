@@ -13,7 +13,9 @@ the threshold. The checks, where the entry has what they need:
 - the width of the exponents' bootstrap intervals relative to their value;
 - the extrapolation error on the held-out largest-compute cells (``laws.extrapolation``);
 - IsoFLOP vertices outside the sizes run (``minimum_inside_range`` of each budget);
-- disagreement between Chinchilla's approaches 1, 2 and 3 on a (N_opt ∝ C^a).
+- disagreement between Chinchilla's approaches 1, 2 and 3 on a (N_opt ∝ C^a);
+- for the laws at the critical batch size, B_crit(L)'s exponent α_B: its interval reaching 0 (the
+  noise scale shows no trend with the loss) or wider than the exponents' threshold.
 """
 
 from __future__ import annotations
@@ -172,11 +174,27 @@ def _approach_reasons(name: str, estimates: Mapping[str, dict[str, Any]], t: Map
             for other, gap in gaps.items() if gap > t["max_approach_gap"]]
 
 
+def _critical_batch_reasons(entry: dict[str, Any], t: Mapping[str, Any]) -> list[str]:
+    """B_crit(L) = B*/L^(1/α_B) under a law in S_min or C_min (workflow_scripts.analysis.fit.critical_batch)."""
+    record = entry.get("critical_batch")
+    bounds = ((record or {}).get("ci") or {}).get("alpha_B")
+    if not bounds:
+        return []
+    value = record["params"]["alpha_B"]
+    where = f"B_crit's alpha_B = {value:.3g} with interval [{bounds[0]:.3g}, {bounds[1]:.3g}]"
+    if bounds[0] <= 0:
+        return [f"{where} reaching 0: the noise scale shows no fall with the loss"]
+    half = (bounds[1] - bounds[0]) / 2 / abs(value)
+    if half > t["max_ci_half_width"]:
+        return [f"{where}: half-width {_percent(half)} of the value > {_percent(t['max_ci_half_width'])}"]
+    return []
+
+
 def judge(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
     """The reasons a fitted entry is poor by the checks on itself alone (empty: none)."""
     return [*_residual_reasons(entry, thresholds), *_bound_reasons(entry, thresholds),
             *_interval_reasons(entry, thresholds), *_extrapolation_reasons(entry, thresholds),
-            *_vertex_reasons(entry)]
+            *_vertex_reasons(entry), *_critical_batch_reasons(entry, thresholds)]
 
 
 def not_judged(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
