@@ -122,3 +122,20 @@ def test_two_gloo_processes_measure_the_noise_scale_from_their_own_gradients(tok
 def test_batch_too_small_to_split_fails_before_training(token_files):
     with pytest.raises(ValueError, match="needs a batch of at least 2 windows"):
         train(small_cell(token_files, noise_scale=True, batch_size=1))
+
+
+def test_cells_branched_from_a_stable_phase_record_the_noise_scale_of_cells_trained_alone(token_files, tmp_path):
+    from dataclasses import asdict
+
+    from tests.train.test_branching import SIZES, wsd_cell
+    from workflow_scripts.train.checkpoint import Checkpointer
+
+    stable = wsd_cell(token_files, tokens=max(SIZES), branch_tokens=",".join(map(str, SIZES)),
+                      branch_dir=str(tmp_path), noise_scale=True)
+    train(stable, Checkpointer(tmp_path / "stable.pt", asdict(stable)))
+    for tokens in SIZES:
+        _, alone = train(wsd_cell(token_files, tokens=tokens, noise_scale=True))
+        cell = wsd_cell(token_files, tokens=tokens, branch_from=str(tmp_path / f"{tokens}.pt"), noise_scale=True)
+        _, branched = train(cell, Checkpointer(tmp_path / f"cell{tokens}.pt", asdict(cell)))
+        assert pd.DataFrame(branched).equals(pd.DataFrame(alone)), tokens  # noise_scale too, bitwise
+        assert all(np.isfinite(row["noise_scale"]) for row in alone)

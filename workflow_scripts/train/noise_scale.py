@@ -91,9 +91,9 @@ def sub_batch_squared_norm(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
     return squared_norm(grads)
 
 
-def measure(noise: NoiseScale, step: int, model: torch.nn.Module, world, x: torch.Tensor, y: torch.Tensor,
-            autocast) -> None:
-    """Add step ``step``'s measurement to ``noise``, after its backward pass on this rank's windows (x, y).
+def measure(model: torch.nn.Module, world, x: torch.Tensor, y: torch.Tensor,
+            autocast) -> tuple[int, int, float, float]:
+    """(b_small, b_big, |G_small|², |G_big|²) of a step, after its backward pass on this rank's windows (x, y).
 
     Data-parallel (``world``: ``workflow_scripts.train.ddp.World``), the gradients are the rank's own
     (the step ran in ``no_sync``) and are averaged over the ranks here, before the update.
@@ -106,7 +106,7 @@ def measure(noise: NoiseScale, step: int, model: torch.nn.Module, world, x: torc
     else:  # one extra forward and backward of the first half of the windows
         b_small, b_big = len(x) // SMALL_FRACTION, len(x)
         small_sq = sub_batch_squared_norm(model, x[:b_small], y[:b_small], autocast)
-    noise.add(step, b_small, b_big, small_sq, squared_norm(grads))
+    return b_small, b_big, small_sq, squared_norm(grads)
 
 
 def all_reduce_mean(grads) -> None:

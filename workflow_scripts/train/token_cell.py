@@ -137,13 +137,15 @@ class TokenRun:
                                         f"{cfg.branch_dir} are gone: delete {self.checkpointer.path} to start again")
         else:
             self.tracks = [Track(self.schedule, set(eval_steps(self.steps, cfg.eval_points)), progress.curve,
-                                 progress.recent)]
+                                 progress.recent, noise=progress.noise)]
             self.stop = self.steps
-        # The noise scale is measured in the steps that start at evaluation points, and in the last
-        # step for the row after it.
-        self.noise = ns.NoiseScale.from_state(progress.noise)
-        self.noise_steps = ({e for t in self.tracks for e in t.evals if e < self.stop} | {self.stop - 1}
-                            if cfg.noise_scale else set())
+
+    def noise_tracks(self, step: int) -> list[Track]:
+        """The tracks whose noise scale this step measures: those with a row at this step, or whose
+        last step it is (for the row after it), each with its own moving averages, as if trained alone."""
+        if not self.cfg.noise_scale:
+            return []
+        return [t for t in self.tracks if step <= t.rows_until and (step in t.evals or step == t.schedule.steps - 1)]
 
     def save_branches(self, step: int) -> None:
         """Stable phase: save each branch whose cooldown starts at this step."""
@@ -153,7 +155,7 @@ class TokenRun:
                 track.branch.save(self.model, self.optimizer, Progress(
                     step, track.curve, track.recent, progress.train_seconds,
                     progress.wall_seconds + time.perf_counter() - self.started, inherited_steps=step,
-                    noise=self.noise.state(), noise_seconds=progress.noise_seconds))
+                    noise=dict(track.noise), noise_seconds=progress.noise_seconds))
 
     def record_evals(self, step: int) -> bool:
         """Append a curve row to every track due at this step; says whether any was."""
@@ -175,7 +177,8 @@ class TokenRun:
                 "lr": track.schedule.lr(min(step, track.schedule.steps - 1)),
                 "transfer_loss": transfer_loss,
                 # Filled by the step that starts here (measure_noise); the last row's is the last step's.
-                "noise_scale": self.noise.value() if self.cfg.noise_scale and step == self.stop else None,
+                "noise_scale": (ns.NoiseScale.from_state(track.noise).value()
+                                if self.cfg.noise_scale and step == track.schedule.steps else None),
             })
             track.recent.clear()
         return True
@@ -208,7 +211,7 @@ class TokenRun:
         set_lr(self.optimizer, self.schedule.lr(step))
         starts = self.order[step * cfg.batch_size : (step + 1) * cfg.batch_size][self.share] * cfg.context
         x, y = (t.to(self.device) for t in get_batch(self.stream, starts, cfg.context))
-        measure = step in self.noise_steps
+        measure = self.noise_tracks(step)
         # Data-parallel, a measured step keeps each rank's gradient (a small batch) until measure_noise.
         local = self.trained.no_sync() if measure and self.world.size > 1 else contextlib.nullcontext()
         with local:
@@ -219,22 +222,24 @@ class TokenRun:
             if not math.isfinite(loss_value):
                 return loss_value, agreed
             update(self.model, self.optimizer, loss, cfg.grad_clip,
-                   functools.partial(self.measure_noise, step, x, y) if measure else None)
+                   functools.partial(self.measure_noise, step, x, y, measure) if measure else None)
         for track in self.tracks:
             if track.branch is None or step < track.schedule.branch_step:
                 track.recent.append(loss_value)
         self.progress.train_seconds += time.perf_counter() - t0
         return loss_value, agreed
 
-    def measure_noise(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
+    def measure_noise(self, step: int, x: torch.Tensor, y: torch.Tensor, tracks: list[Track]) -> None:
         """After the backward pass of step ``step``: one measurement of the noise scale (module
-        ``workflow_scripts.train.noise_scale``), written into the curve rows of this step."""
+        ``workflow_scripts.train.noise_scale``), added to each track's and written into its row of this step."""
         t0 = time.perf_counter()
-        ns.measure(self.noise, step, self.model, self.world, x, y, self.autocast)
-        self.progress.noise = self.noise.state()
-        for track in self.tracks:
+        norms = ns.measure(self.model, self.world, x, y, self.autocast)
+        for track in tracks:
+            noise = ns.NoiseScale.from_state(track.noise)
+            noise.add(step, *norms)
+            track.noise.update(noise.state())  # in place: the progress (or branch) a checkpoint saves
             if track.curve and track.curve[-1]["step"] == step:
-                track.curve[-1]["noise_scale"] = self.noise.value()
+                track.curve[-1]["noise_scale"] = noise.value()
         self.progress.noise_seconds += time.perf_counter() - t0
 
     def branch_summary(self, step: int, status: str) -> dict:
