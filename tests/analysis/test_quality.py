@@ -146,6 +146,27 @@ def test_approaches_that_disagree_are_poor():
     assert len(apart["L(N,D)"]["quality"]["reasons"]) == 2
 
 
+def test_e_is_judged_against_the_generators_optimal_loss():
+    runs = law_runs(lambda n, d: 1.8 + 20 * n ** -0.3 + 50 * d ** -0.3, np.logspace(4, 7, 5),
+                    np.logspace(5, 8, 5), sigma=0.001)
+    right = fit_experiment(runs.assign(optimal_loss=1.8), n_boot=100, law_names=["L(N,D)", "L(N)"],
+                           parametric_grid=SMALL_GRID)
+    assert right["optimal_loss"] == 1.8 and right["laws"]["L(N,D)"]["quality"]["verdict"] == "good"
+    assert right["laws"]["L(N)"]["quality"]["verdict"] == "good"  # E + B/D_max^β lies above 1.8
+    # A generator whose floor is 5% lower: L(N,D)'s E is off it; a floor above every E is impossible.
+    lower = fit_experiment(runs.assign(optimal_loss=1.71), n_boot=100, law_names=["L(N,D)", "L(N)"],
+                           parametric_grid=SMALL_GRID)
+    e = lower["laws"]["L(N,D)"]["params"]["E"]
+    reason, = lower["laws"]["L(N,D)"]["quality"]["reasons"]
+    assert reason.startswith(f"E = {e:.4g} is {100 * (e / 1.71 - 1):.3g}% above the generator's optimal loss 1.71")
+    assert lower["laws"]["L(N)"]["quality"]["verdict"] == "good"  # L(N)'s E, 1.8 + B/D_max^β, is no optimum
+    higher = fit_experiment(runs.assign(optimal_loss=2.1), n_boot=100, law_names=["L(N,D)", "L(N)"],
+                            parametric_grid=SMALL_GRID)
+    for law in ("L(N,D)", "L(N)"):
+        assert any("below the generator's optimal loss 2.1 (no predictor does better)" in r
+                   for r in higher["laws"][law]["quality"]["reasons"]), law
+
+
 def _just(value, above):
     return value * (1.01 if above else 0.99)
 

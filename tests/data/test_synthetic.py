@@ -13,6 +13,7 @@ from workflow_scripts.data.synthetic import (
     sample,
     stationary_distribution,
     text,
+    window_optimal_loss,
 )
 
 
@@ -125,6 +126,10 @@ def test_alphabet_order_and_limits():
         ({"zipf_exponent": 0}, "zipf_exponent"),
         ({"transition_concentration": -1}, "transition_concentration"),
         ({"vocab_size": 200}, "vocab_size"),
+        ({"n_components": 0}, "n_components"),
+        ({"component_zipf_exponent": -1}, "component_zipf_exponent"),
+        ({"switch_prob": 0}, "switch_prob"),
+        ({"n_states": 64, "n_components": 65}, "4096 states in all"),
     ],
 )
 def test_bad_spec_is_one_line_value_error(kwargs, name):
@@ -147,3 +152,43 @@ def test_emission_noise_gives_the_same_language_with_a_higher_floor():
     np.testing.assert_allclose(noisy.emission, 0.8 * clean.emission + 0.02)
     symbols = sample(noisy, 20000, np.random.default_rng(0))
     assert optimal_loss(noisy, symbols) > optimal_loss(clean, sample(clean, 20000, np.random.default_rng(0)))
+
+
+def test_mixture_is_block_diagonal_plus_a_switch_with_zipf_component_shares():
+    spec = HMMSpec(n_states=3, vocab_size=6, n_components=4, component_zipf_exponent=1.5, switch_prob=0.05, seed=2)
+    hmm = make_hmm(spec)
+    assert hmm.n_states == 12
+    np.testing.assert_allclose(hmm.transition.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(hmm.initial @ hmm.transition, hmm.initial, atol=1e-12)
+    weights = 1.0 / np.arange(1, 5) ** 1.5
+    shares = hmm.initial.reshape(4, 3).sum(axis=1)  # the time spent in each component
+    np.testing.assert_allclose(shares, weights / weights.sum(), atol=1e-12)
+    # Leaving a component happens only by a switch: off-block mass per row is ε (1 − w_own).
+    blocks = np.kron(np.eye(4), np.ones((3, 3))).astype(bool)
+    off = np.where(blocks, 0.0, hmm.transition).sum(axis=1)
+    own = np.repeat(weights / weights.sum(), 3)
+    np.testing.assert_allclose(off, 0.05 * (1 - own), atol=1e-12)
+
+
+def test_one_component_mixture_is_the_single_hmm_and_the_forward_algorithm_holds_for_mixtures():
+    single, one = make_hmm(HMMSpec(n_states=5, vocab_size=7, seed=4)), make_hmm(
+        HMMSpec(n_states=5, vocab_size=7, seed=4, n_components=1, switch_prob=0.3))
+    np.testing.assert_array_equal(single.transition, one.transition)
+    np.testing.assert_array_equal(single.emission, one.emission)
+    mixture = make_hmm(HMMSpec(n_states=2, vocab_size=4, n_components=3, transition_concentration=0.5, seed=1))
+    x = sample(mixture, 5, np.random.default_rng(0))  # 6^5 = 7776 paths
+    assert math.isclose(log_likelihood(mixture, x), math.log(brute_force_probability(mixture, x)), rel_tol=1e-10)
+
+
+def test_window_optimal_loss_restarts_the_forward_algorithm_at_each_window():
+    hmm = make_hmm(HMMSpec(n_states=4, vocab_size=8, n_components=3, switch_prob=0.1, seed=6))
+    x = sample(hmm, 4 * 17, np.random.default_rng(3))
+    windows = x.reshape(4, 17)
+    # Each window's p(x_1..x_16 | x_0) = p(x_0..x_16) / p(x_0), both from the stationary start.
+    by_window = [-(log_likelihood(hmm, w) - log_likelihood(hmm, w[:1])) for w in windows]
+    assert math.isclose(window_optimal_loss(hmm, windows), sum(by_window) / (4 * 16), rel_tol=1e-12)
+    # Seeing only a window costs information: its floor lies above the whole-past one.
+    long = sample(hmm, 20001, np.random.default_rng(4))
+    assert window_optimal_loss(hmm, long[:-1].reshape(-1, 8)) > optimal_loss(hmm, long)
+    with pytest.raises(ValueError, match="expected"):
+        window_optimal_loss(hmm, x[:5])

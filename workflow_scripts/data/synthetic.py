@@ -6,6 +6,14 @@ with Zipf weights 1/rank^s over its own random ordering of the alphabet. The
 forward algorithm gives the exact probability of any text under the model, so
 -log p(text)/len(text) is the cross-entropy of the Bayes-optimal predictor: the
 floor no language model trained on the text can go below (in expectation).
+
+With ``n_components`` > 1 the language is a mixture of that many such HMMs
+("skills"), used with Zipf weights 1/rank^γ: the text stays in one component
+and switches, with probability ``switch_prob`` per symbol, to a component drawn
+by weight. The mixture is itself an HMM (block-diagonal transitions plus a
+rank-one switch), so its optimal loss stays exact; many skills of Zipf-distributed
+frequency is the picture in which loss falls as a power law of data and
+parameters (the quantization model, Michaud et al. 2023).
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ class HMMSpec:
     # Each symbol is replaced by a uniformly random one with this probability: the same language,
     # noisier (still an HMM, emissions (1 - p) B + p / V) - a related distribution for transfer tests.
     emission_noise: float = 0.0
+    # A mixture of n_components HMMs of n_states each, weighted 1/rank^component_zipf_exponent.
+    n_components: int = 1
+    component_zipf_exponent: float = 1.0
+    switch_prob: float = 0.01  # per symbol: the text moves to a component drawn by weight
 
     def __post_init__(self) -> None:
         if int(self.n_states) != self.n_states or self.n_states < 1:
@@ -49,6 +61,17 @@ class HMMSpec:
             raise ValueError(f"hmm.seed = {self.seed!r}: expected an integer >= 0")
         if not 0 <= self.emission_noise <= 1:
             raise ValueError(f"hmm.emission_noise = {self.emission_noise!r}: expected a number in [0, 1]")
+        if int(self.n_components) != self.n_components or self.n_components < 1:
+            raise ValueError(f"hmm.n_components = {self.n_components!r}: expected an integer >= 1")
+        if not self.component_zipf_exponent >= 0:
+            raise ValueError(
+                f"hmm.component_zipf_exponent = {self.component_zipf_exponent!r}: expected a number >= 0"
+            )
+        if self.n_states * self.n_components > 4096:
+            raise ValueError(f"hmm.n_states × hmm.n_components = {self.n_states * self.n_components}: expected at "
+                             "most 4096 states in all (the forward algorithm holds their square in floats)")
+        if not 0 < self.switch_prob <= 1:
+            raise ValueError(f"hmm.switch_prob = {self.switch_prob!r}: expected a number in (0, 1]")
         alphabet(self.vocab_size)  # validates vocab_size
 
 
@@ -90,19 +113,51 @@ def stationary_distribution(transition: np.ndarray) -> np.ndarray:
 def make_hmm(spec: HMMSpec) -> HMM:
     """Draw the model's parameters from ``spec.seed`` (same seed, same language)."""
     rng = np.random.default_rng(spec.seed)
+    v = int(spec.vocab_size)
+    blocks = [_component(spec, rng) for _ in range(int(spec.n_components))]
+    if len(blocks) == 1:
+        transition, emission = blocks[0]
+    else:
+        transition, emission = _mixture(blocks, _zipf(len(blocks), spec.component_zipf_exponent),
+                                        float(spec.switch_prob))
+    emission = (1 - spec.emission_noise) * emission + spec.emission_noise / v
+    return HMM(stationary_distribution(transition), transition, emission, alphabet(v))
+
+
+def _zipf(n: int, exponent: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1) ** float(exponent)
+    return weights / weights.sum()
+
+
+def _component(spec: HMMSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One HMM's (transition, emission), drawn in the order a single-HMM language always drew them."""
     k, v = int(spec.n_states), int(spec.vocab_size)
     transition = rng.dirichlet(np.full(k, float(spec.transition_concentration)), size=k)
     transition = (1.0 - _TRANSITION_FLOOR) * transition + _TRANSITION_FLOOR / k
     transition /= transition.sum(axis=1, keepdims=True)
     # Zipf's law: the r-th most frequent symbol of a state has weight 1/r^s;
     # each state ranks the symbols by its own permutation, so states differ.
-    weights = 1.0 / np.arange(1, v + 1) ** float(spec.zipf_exponent)
-    weights /= weights.sum()
+    weights = _zipf(v, spec.zipf_exponent)
     emission = np.empty((k, v))
     for state in range(k):
         emission[state, rng.permutation(v)] = weights
-    emission = (1 - spec.emission_noise) * emission + spec.emission_noise / v
-    return HMM(stationary_distribution(transition), transition, emission, alphabet(v))
+    return transition, emission
+
+
+def _mixture(blocks, weights: np.ndarray, switch: float) -> tuple[np.ndarray, np.ndarray]:
+    """The mixture HMM: A = (1 − ε)·blockdiag(A_m) + ε·1 qᵀ, q = (w_m π_m) over the blocks.
+
+    A switch lands in component m with probability w_m, in its own stationary state
+    distribution π_m, so q is also the stationary distribution of A (each component
+    holds w_m of the time)."""
+    transition = np.zeros((sum(len(a) for a, _ in blocks),) * 2)
+    landing, start = [], 0
+    for (block, _), w in zip(blocks, weights):
+        transition[start:start + len(block), start:start + len(block)] = block
+        landing.append(w * stationary_distribution(block))
+        start += len(block)
+    transition = (1.0 - switch) * transition + switch * np.concatenate(landing)[None, :]
+    return transition, np.concatenate([emission for _, emission in blocks])
 
 
 def _cumulative(rows: np.ndarray) -> np.ndarray:
@@ -176,3 +231,29 @@ def text(hmm: HMM, symbols: np.ndarray) -> str:
     """The symbols written as characters of the model's alphabet."""
     table = np.array(list(hmm.alphabet))
     return "".join(table[np.asarray(symbols)].tolist())
+
+
+def window_optimal_loss(hmm: HMM, windows: np.ndarray) -> float:
+    """Nats per predicted symbol of the Bayes-optimal predictor that sees only each window.
+
+    ``windows`` (n, T + 1): a model of context T is scored on predicting symbols 1..T of each
+    window from the ones before them inside it, so its floor is the mean of
+    −ln p(x_t | x_0..x_{t−1}) with the forward recursion restarted at each window from the
+    stationary distribution: above the whole-past ``optimal_loss`` by what the lost context
+    is worth. Vectorised over windows (the recursion runs along T).
+    """
+    x = np.asarray(windows)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] < 2:
+        raise ValueError(f"windows of shape {x.shape}: expected (n >= 1, T + 1 >= 2)")
+    if x.min() < 0 or x.max() >= hmm.vocab_size:
+        raise ValueError(f"symbols in [{x.min()}, {x.max()}]: expected ids in [0, {hmm.vocab_size - 1}]")
+    emission_t = hmm.emission.T  # (V, K)
+    alpha = hmm.initial[None, :] * emission_t[x[:, 0]]  # (n, K)
+    alpha /= alpha.sum(axis=1, keepdims=True)
+    nats = 0.0
+    for t in range(1, x.shape[1]):
+        alpha = (alpha @ hmm.transition) * emission_t[x[:, t]]
+        c = alpha.sum(axis=1)  # p(x_t | the window's x_<t)
+        nats -= float(np.log(c).sum())
+        alpha /= c[:, None]
+    return nats / (x.shape[0] * (x.shape[1] - 1))

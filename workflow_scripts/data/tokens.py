@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from workflow_scripts.data import optimal
 from workflow_scripts.data.download import sha256_file
 from workflow_scripts.io import atomic_path, atomic_write_json, provenance, read_json
 from workflow_scripts.data.tokenizer import UNK, load_tokenizer
@@ -163,21 +164,12 @@ def tokenize_split(
         "n_unk": n_unk,
         "tokenizer": {"path": os.fspath(tokenizer_path), "sha256": sha256_file(tokenizer_path)},
         "source": source,
-        "optimal_loss_per_token": _optimal_loss_per_token(source, split, n_tokens, n_unk),
+        "optimal_loss_per_token": optimal.per_token(source, split, n_tokens, n_unk),
+        "symbols_of_tokens": optimal.symbols_of_tokens(source, tokenizer.get_vocab(), n_unk),
         "provenance": provenance(),
     }
     atomic_write_json(out_meta, meta)
     return meta
-
-
-def _optimal_loss_per_token(source: dict, split: str, n_tokens: int, n_unk: int) -> float | None:
-    # Tokenization is invertible, so the text's optimal total NLL is also that of
-    # its tokens; spread over the tokens it is the per-token floor. With <unk>
-    # tokens the map loses information and that floor no longer holds.
-    total = source.get("splits", {}).get(split, {}).get("optimal_nats_total")
-    if total is None or n_unk > 0:
-        return None
-    return float(total) / n_tokens
 
 
 def open_tokens(bin_path: str | os.PathLike, meta_path: str | os.PathLike | None = None,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from workflow_scripts.plan.resources import EVAL_BATCH, EVAL_LOGITS
+from workflow_scripts.data import optimal
 from workflow_scripts.data.tokens import open_tokens
 from workflow_scripts.io import read_json
 
@@ -34,6 +35,7 @@ class EvalSet:
     x: torch.Tensor
     y: torch.Tensor
     meta: dict  # the token file's meta.json
+    optimal_loss: float | None  # the generator's floor on these windows, where it knows one
 
 
 def eval_set(name: str, path: str, eval_tokens: int, context: int, vocab_size: int,
@@ -49,7 +51,8 @@ def eval_set(name: str, path: str, eval_tokens: int, context: int, vocab_size: i
     if n < 1:
         raise ValueError(f"{name} split {path} has {len(stream)} tokens, fewer than one window of {context}")
     x, y = get_batch(stream, np.arange(n) * context, context)
-    return EvalSet(name, x.to(device), y.to(device), meta)
+    floor = optimal.window_loss(meta, torch.cat([x[:, :1], y], dim=1).numpy())
+    return EvalSet(name, x.to(device), y.to(device), meta, floor)
 
 
 @torch.no_grad()

@@ -269,7 +269,10 @@ class TokenRun:
             "test_loss": test_loss,
             "transfer_loss": final["transfer_loss"] if final and transfer else None,
             "transfer_dataset": (cfg.transfer_name or Path(cfg.transfer_tokens).stem) if transfer else None,
-            "optimal_loss": self.val.meta.get("optimal_loss_per_token"),
+            # The floor a model of this context can reach on these windows (the law's E
+            # estimates it); the whole-past floor of the split beside it.
+            "optimal_loss": self.val.optimal_loss,
+            "optimal_loss_full_context": self.val.meta.get("optimal_loss_per_token"),
             "C_budget": cfg.compute_budget or None,
             "steps": trained_steps,
             # A cell branched from a WSD stable phase inherits its first steps; D and C count them all.

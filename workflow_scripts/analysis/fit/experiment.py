@@ -111,16 +111,16 @@ def fit_experiment(runs: pd.DataFrame, experiment: str | None = None, curves: pd
         fitted[law.name] = law.fit(job)
         sections.update({key: fitted[law.name].pop(key) for key in law.sections})
         _report(experiment, fitted[law.name])
-    quality.judge_all(fitted, sections.get("compute_optimal"), thresholds)
-    for name, entry in fitted.items():
-        if entry.get("quality", {}).get("verdict") == "poor":
-            print(f"warning: {experiment} {name}: poor fit: {'; '.join(entry['quality']['reasons'])}",
-                  file=sys.stderr)
     optimal = None
     if "optimal_loss" in runs.columns:
         values = pd.to_numeric(runs["optimal_loss"], errors="coerce").to_numpy(float)
         values = values[np.isfinite(values)]
         optimal = float(np.median(values)) if values.size else None
+    quality.judge_all(fitted, sections.get("compute_optimal"), thresholds, optimal)
+    for name, entry in fitted.items():
+        if entry.get("quality", {}).get("verdict") == "poor":
+            print(f"warning: {experiment} {name}: poor fit: {'; '.join(entry['quality']['reasons'])}",
+                  file=sys.stderr)
     config = {"n_bootstrap": job.n_boot, "seed": job.seed, "ci_level": job.level, "laws": list(fitted),
               "irreducible": job.irreducible, "n_holdout": job.n_holdout,
               "approach1_points": job.approach1_points, "curve_skip": job.curve_skip,

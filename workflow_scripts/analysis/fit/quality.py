@@ -14,6 +14,8 @@ the threshold. The checks, where the entry has what they need:
 - the extrapolation error on the held-out largest-compute cells (``laws.extrapolation``);
 - IsoFLOP vertices outside the sizes run (``minimum_inside_range`` of each budget);
 - disagreement between Chinchilla's approaches 1, 2 and 3 on a (N_opt ∝ C^a);
+- where the generator knows its optimal loss: an E below it (no predictor does better), or, for
+  the laws whose E is that floor itself (``FLOOR_LAWS``), an E away from it outside E's interval;
 - for the laws at the critical batch size, B_crit(L)'s exponent α_B: its interval reaching 0 (the
   noise scale shows no trend with the loss) or wider than the exponents' threshold.
 """
@@ -29,6 +31,9 @@ import numpy as np
 # L(N,D)'s a is in fits.json's compute_optimal.
 APPROACHES = {"approach1": 1, "isoflop": 2, "L(N,D)": 3}
 ALLOCATION_EXPONENTS = ("a", "b")
+# Laws whose E is the loss of unlimited N and D: the generator's optimal loss. The others hold
+# a variable at its largest value, so their E lies above it by that variable's term.
+FLOOR_LAWS = ("L(N,D)", "L(C)", "L(C_min)")
 # A log residual this small is the optimiser's precision, not a misfit: it carries no sign.
 SIGN_TOLERANCE = 1e-6
 
@@ -174,6 +179,22 @@ def _approach_reasons(name: str, estimates: Mapping[str, dict[str, Any]], t: Map
             for other, gap in gaps.items() if gap > t["max_approach_gap"]]
 
 
+def _floor_reasons(name: str, entry: dict[str, Any], optimal: float | None, t: Mapping[str, Any]) -> list[str]:
+    params = entry.get("params", {})
+    if optimal is None or "E" not in params or "E +" not in entry.get("form", ""):
+        return []
+    e, tolerance = params["E"], t["max_floor_error"]
+    gap = e / optimal - 1
+    low, high = ((entry.get("ci") or {}).get("E") or [e, e])
+    said = f"E = {e:.4g} is {_percent(abs(gap))} {'below' if gap < 0 else 'above'} the generator's optimal " \
+           f"loss {optimal:.4g}"
+    if gap < -tolerance and high < optimal:
+        return [f"{said} (no predictor does better) > {_percent(tolerance)}"]
+    if name in FLOOR_LAWS and abs(gap) > tolerance and not low <= optimal <= high:
+        return [f"{said}, outside E's interval [{low:.4g}, {high:.4g}], > {_percent(tolerance)}"]
+    return []
+
+
 def _critical_batch_reasons(entry: dict[str, Any], t: Mapping[str, Any]) -> list[str]:
     """B_crit(L) = B*/L^(1/α_B) under a law in S_min or C_min (workflow_scripts.analysis.fit.critical_batch)."""
     record = entry.get("critical_batch")
@@ -212,10 +233,11 @@ def not_judged(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str
 
 
 def judge_all(laws: dict[str, dict[str, Any]], compute_optimal: dict[str, Any] | None,
-              thresholds: Mapping[str, Any]) -> None:
+              thresholds: Mapping[str, Any], optimal: float | None = None) -> None:
     """Add ``quality`` {verdict, reasons, not_judged} to every fitted entry of ``laws`` (in place).
 
-    Approach 3's a is L(N,D)'s compute-optimal allocation (``compute_optimal``).
+    Approach 3's a is L(N,D)'s compute-optimal allocation (``compute_optimal``); ``optimal``: the
+    generator's optimal loss on the evaluation windows, where it knows one.
     """
     estimates = {name: laws[name] for name in ("approach1", "isoflop")
                  if name in laws and laws[name].get("a") is not None}
@@ -224,7 +246,7 @@ def judge_all(laws: dict[str, dict[str, Any]], compute_optimal: dict[str, Any] |
     for name, entry in laws.items():
         if "skipped" in entry:
             continue
-        reasons = judge(entry, thresholds)
+        reasons = judge(entry, thresholds) + _floor_reasons(name, entry, optimal, thresholds)
         if name in estimates:
             reasons += _approach_reasons(name, estimates, thresholds)
         entry["quality"] = {"verdict": "poor" if reasons else "good", "reasons": reasons,
