@@ -109,6 +109,17 @@ def measure(model: torch.nn.Module, world, x: torch.Tensor, y: torch.Tensor,
     return b_small, b_big, small_sq, squared_norm(grads)
 
 
+def record(tracks, step: int, norms: tuple[int, int, float, float]) -> None:
+    """Add a step's measurement (``measure``) to each track's averages (``workflow_scripts.train.branching.Track``,
+    its ``noise`` state updated in place, as the checkpoint saves it) and to its curve row of this step."""
+    for track in tracks:
+        noise = NoiseScale.from_state(track.noise)
+        noise.add(step, *norms)
+        track.noise.update(noise.state())
+        if track.curve and track.curve[-1]["step"] == step:
+            track.curve[-1]["noise_scale"] = noise.value()
+
+
 def all_reduce_mean(grads) -> None:
     """Average the ranks' gradients in place (what DDP's backward does when not in ``no_sync``)."""
     import torch.distributed as dist

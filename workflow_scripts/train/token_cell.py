@@ -233,13 +233,7 @@ class TokenRun:
         """After the backward pass of step ``step``: one measurement of the noise scale (module
         ``workflow_scripts.train.noise_scale``), added to each track's and written into its row of this step."""
         t0 = time.perf_counter()
-        norms = ns.measure(self.model, self.world, x, y, self.autocast)
-        for track in tracks:
-            noise = ns.NoiseScale.from_state(track.noise)
-            noise.add(step, *norms)
-            track.noise.update(noise.state())  # in place: the progress (or branch) a checkpoint saves
-            if track.curve and track.curve[-1]["step"] == step:
-                track.curve[-1]["noise_scale"] = noise.value()
+        ns.record(tracks, step, ns.measure(self.model, self.world, x, y, self.autocast))
         self.progress.noise_seconds += time.perf_counter() - t0
 
     def branch_summary(self, step: int, status: str) -> dict:
