@@ -275,7 +275,9 @@ class TokenRun:
             "wall_time_s": progress.wall_seconds + time.perf_counter() - self.started,
             "tokens_per_s": tokens_trained / progress.train_seconds if progress.train_seconds else None,
             "batch_size": cfg.batch_size,  # windows per step: the B of Kaplan's S_min and E_min
-            "noise_scale": final["noise_scale"] if final and cfg.noise_scale else None,
+            # None where the last |G|² average was not positive (NaN in the curve): metrics.json stays JSON.
+            "noise_scale": (final["noise_scale"] if final and cfg.noise_scale
+                            and math.isfinite(final["noise_scale"] or math.nan) else None),
             "noise_scale_s": progress.noise_seconds if cfg.noise_scale else None,
             "provenance": self.provenance(),
         }
