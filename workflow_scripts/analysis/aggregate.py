@@ -34,7 +34,7 @@ CELL_COLUMNS = ["experiment", "model", "data", "seed", "N", "N_nonembedding", "D
 CURVE_COLUMNS = ["step", "tokens", "flops", "eval_loss", "train_loss", "lr"]
 # A samples cell's curve.csv counts samples where a token cell counts tokens, and may add accuracy.
 SAMPLES_CURVE_COLUMNS = ["step", "samples", "flops", "eval_loss", "train_loss", "lr"]
-OPTIONAL_CURVE_COLUMNS = ["eval_accuracy"]
+OPTIONAL_CURVE_COLUMNS = ["eval_accuracy", "noise_scale"]
 SUMMARY_KEYS = ["experiment", "model", "data", "N", "N_nonembedding", "D"]
 
 

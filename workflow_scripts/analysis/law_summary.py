@@ -25,7 +25,8 @@ UNKNOWN = "unknown"
 # The exponents each law is read by.
 EXPONENTS = {"L(N)": ("alpha",), "L(D)": ("alpha",), "L(C)": ("alpha",), "L(N,D)": ("alpha", "beta"),
              "compute_optimal": ("a", "b"), "isoflop": ("a", "b"), "approach1": ("a", "b"),
-             "kaplan_L(N,D)": ("alpha_N", "alpha_D"), "L(N,S)": ("alpha_N", "alpha_S")}
+             "kaplan_L(N,D)": ("alpha_N", "alpha_D"), "L(N,S)": ("alpha_N", "alpha_S"),
+             "L(N,S_min)": ("alpha_N", "alpha_S"), "L(C_min)": ("alpha",)}
 # Laws stored as allocation exponents (a, b, k_N, k_D) at the top of their entry, not as params.
 ALLOCATION_LAWS = ("isoflop", "approach1")
 SYMBOLS = {"alpha": "α", "beta": "β", "a": "a", "b": "b", "alpha_N": "α_N", "alpha_D": "α_D", "alpha_S": "α_S"}

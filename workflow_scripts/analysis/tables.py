@@ -33,7 +33,8 @@ TEX_NAMES = {"alpha": r"\alpha", "beta": r"\beta", "a": "a", "b": "b", "alpha_N"
 TEX_LAWS = {"compute_optimal": r"$N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$ from $L(N,D)$",
             "isoflop": r"IsoFLOP: $N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$",
             "approach1": r"Envelope (approach 1): $N_\mathrm{opt} \propto C^a$, $D_\mathrm{opt} \propto C^b$",
-            "kaplan_L(N,D)": r"Kaplan $L(N,D)$", "L(N,S)": r"Kaplan $L(N,S)$"}
+            "kaplan_L(N,D)": r"Kaplan $L(N,D)$", "L(N,S)": r"Kaplan $L(N,S)$",
+            "L(N,S_min)": r"Kaplan $L(N,S_\mathrm{min})$", "L(C_min)": r"Kaplan $L(C_\mathrm{min})$"}
 
 
 def _fitted(fits: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], int]]:

@@ -27,7 +27,11 @@ BUDGET_LAWS = ("isoflop",)
 # The grid axes a law varies along: by default a law is not asked of a grid with one value on one
 # of them (its fit would be skipped, its figure empty).
 LAW_AXES = {"L(N)": ("models",), "L(D)": ("data",), "L(N,D)": ("models", "data"),
-            "kaplan_L(N,D)": ("models", "data"), "L(N,S)": ("models",), "approach1": ("models",)}
+            "kaplan_L(N,D)": ("models", "data"), "L(N,S)": ("models",), "approach1": ("models",),
+            "L(N,S_min)": ("models",)}
+# Laws fitted to the curves' gradient noise scale, which only transformer cells measure, and only
+# with training.noise_scale (workflow_scripts.analysis.fit.critical_batch).
+NOISE_LAWS = ("L(N,S_min)", "L(C_min)")
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,9 @@ def fitted_laws(experiment: dict) -> tuple[str, ...]:
         return tuple(named)
     kind = grid_kind(experiment)
     values = {"models": len(experiment["models"]), "data": len(experiment[kind])}
+    noise = experiment["training"]["noise_scale"] and experiment["model"]["family"] == "transformer"
     return tuple(law for law in law_names() if (kind == "compute_budgets" or law not in BUDGET_LAWS)
+                 and (noise or law not in NOISE_LAWS)
                  and all(values[axis] > 1 for axis in LAW_AXES.get(law, ())))
 
 

@@ -32,8 +32,9 @@ DATA_PARALLEL = "workflow_scripts.train.ddp"
 # Training keys that are not flags of the token trainer: the job's threads, what the plan
 # itself resolves (the rate rule, branching), and compile (placed after the model's flags).
 _NOT_TOKEN_FLAGS = ("threads", "lr_rule", "lr_base_width", "branch", "compile")
-# ... nor of the samples trainer, which has no evaluation sample and does not compile.
-_NOT_SAMPLES_FLAGS = (*_NOT_TOKEN_FLAGS, "eval_tokens")
+# ... nor of the samples trainer, which has no evaluation sample, does not compile and does not
+# measure the noise scale.
+_NOT_SAMPLES_FLAGS = (*_NOT_TOKEN_FLAGS, "eval_tokens", "noise_scale")
 
 
 def launcher(gpus: int, on_samples: bool = False) -> str:

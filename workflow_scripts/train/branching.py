@@ -9,7 +9,7 @@ of a larger one's, so the branched cell ends with the numbers of the cell traine
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from workflow_scripts.plan.inputs import branch_checkpoint
@@ -27,6 +27,7 @@ class Track:
     curve: list[dict]
     recent: list[float]
     branch: Checkpointer | None = None  # stable phase: saves the branch where its cooldown starts
+    noise: dict = field(default_factory=dict)  # its noise scale's state (workflow_scripts.train.noise_scale)
 
     @property
     def rows_until(self) -> int:  # a branch's rows from its cooldown on are the cell's own
@@ -47,7 +48,7 @@ def branch_tracks(cfg: TrainConfig, progress: Progress, available: int) -> list[
         saved = progress.branches.setdefault(str(tokens), {"curve": [], "recent": []})
         branch = Checkpointer(branch_path(cfg.branch_dir, tokens), asdict(cell), every_s=0)
         tracks.append(Track(cell.schedule_for(steps), set(eval_steps(steps, cfg.eval_points)),
-                            saved["curve"], saved["recent"], branch))
+                            saved["curve"], saved["recent"], branch, saved.setdefault("noise", {})))
     return tracks
 
 

@@ -86,6 +86,8 @@ class TrainConfig(CellFlags):
     eval_tokens: int = flag(16384, "tokens in each fixed evaluation sample (validation, test, transfer)")
     compile: bool = flag(False, "torch.compile the training step's model (inductor; compiled kernels are cached "
                                  "in TORCHINDUCTOR_CACHE_DIR, so only a machine's first cell of a shape pays the compile)")
+    noise_scale: bool = flag(False, "measure the gradient noise scale B_simple at every evaluation point "
+                                     "(curve column noise_scale; workflow_scripts.train.noise_scale)")
     branch_from: str = flag("", "wsd: start from this branch checkpoint of a stable phase (train the cooldown)")
     branch_tokens: str = flag("", "wsd stable phase: comma-separated budgets (the largest is --tokens) to branch")
     branch_dir: str = flag("", "wsd stable phase: folder of the branch checkpoints, <tokens>.pt each")

@@ -61,6 +61,8 @@ class Progress:
     resumed_from: list[int] = field(default_factory=list)  # steps at which earlier attempts stopped
     inherited_steps: int = 0  # steps trained by a WSD stable phase this cell branched from
     branches: dict = field(default_factory=dict)  # a stable phase's branch curves: {tokens: {curve, recent}}
+    noise: dict = field(default_factory=dict)  # the noise scale's moving averages (workflow_scripts.train.noise_scale)
+    noise_seconds: float = 0.0  # of train_seconds, spent measuring the noise scale
 
 
 class Stopped(Exception):

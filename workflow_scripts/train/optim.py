@@ -52,10 +52,16 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
-    """One optimiser step on ``loss``: gradients, the norm clip (0 disables), AdamW."""
+def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float,
+           inspect=None) -> None:
+    """One optimiser step on ``loss``: gradients, the norm clip (0 disables), AdamW.
+
+    ``inspect()``, if given, runs between the backward pass and the clip (the gradient noise scale).
+    """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if inspect is not None:
+        inspect()
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()

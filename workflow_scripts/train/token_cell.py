@@ -29,6 +29,10 @@ learning curve's ``transfer_loss`` column lets one check.
 Started by torchrun (``python -m workflow_scripts.train.ddp``), it trains data-parallel
 with the numbers of a one-process run (``workflow_scripts.train.ddp``).
 
+With ``--noise-scale`` every curve row also carries the gradient noise scale B_simple at its
+weights (``noise_scale``, in windows; ``workflow_scripts.train.noise_scale``), measured in the
+training step that starts at the evaluation point, without changing the run's numbers.
+
 The cell saves a checkpoint beside its metrics (every ``--checkpoint-every-s``
 seconds, at evaluation points, and on SIGTERM or SIGUSR1, after which it exits
 non-zero so Snakemake or SLURM retries it); the same command run again resumes
@@ -37,6 +41,7 @@ from it and ends with the numbers of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -56,10 +61,11 @@ from workflow_scripts.train.branching import Track, branch_tracks
 from workflow_scripts.train.cell_config import TrainConfig, claim_gpus, parse_flags
 from workflow_scripts.train.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
 from workflow_scripts.train.evaluation import eval_set, evaluate, get_batch
+from workflow_scripts.train import noise_scale as ns
 from workflow_scripts.train.optim import final_losses, make_optimizer, set_lr, update
 from workflow_scripts.train.schedule import eval_steps, plan_steps, window_order
 
-CURVE_COLUMNS = ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss"]
+CURVE_COLUMNS = ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss", "noise_scale"]
 
 
 class TokenRun:
@@ -91,6 +97,8 @@ class TokenRun:
         if cfg.batch_size % self.world.size:
             raise ValueError(f"batch size {cfg.batch_size} does not divide among {self.world.size} data-parallel "
                              f"processes: expected a multiple of {self.world.size}")
+        if cfg.noise_scale and self.world.size == 1 and cfg.batch_size < ns.SMALL_FRACTION:
+            raise ValueError(f"the noise scale needs a batch of at least {ns.SMALL_FRACTION} windows to split")
         # Fixed evaluation samples, each checked (size, vocabulary) before any training.
         self.sets = {name: eval_set(name, path, cfg.eval_tokens, cfg.context, self.model_cfg.vocab_size, self.device)
                      for name, path in (("validation", cfg.val_tokens), ("test", cfg.test_tokens),
@@ -129,8 +137,15 @@ class TokenRun:
                                         f"{cfg.branch_dir} are gone: delete {self.checkpointer.path} to start again")
         else:
             self.tracks = [Track(self.schedule, set(eval_steps(self.steps, cfg.eval_points)), progress.curve,
-                                 progress.recent)]
+                                 progress.recent, noise=progress.noise)]
             self.stop = self.steps
+
+    def noise_tracks(self, step: int) -> list[Track]:
+        """The tracks whose noise scale this step measures: those with a row at this step, or whose
+        last step it is (for the row after it), each with its own moving averages, as if trained alone."""
+        if not self.cfg.noise_scale:
+            return []
+        return [t for t in self.tracks if step <= t.rows_until and (step in t.evals or step == t.schedule.steps - 1)]
 
     def save_branches(self, step: int) -> None:
         """Stable phase: save each branch whose cooldown starts at this step."""
@@ -139,7 +154,8 @@ class TokenRun:
             if track.branch is not None and step == track.schedule.branch_step and self.world.main:
                 track.branch.save(self.model, self.optimizer, Progress(
                     step, track.curve, track.recent, progress.train_seconds,
-                    progress.wall_seconds + time.perf_counter() - self.started, inherited_steps=step))
+                    progress.wall_seconds + time.perf_counter() - self.started, inherited_steps=step,
+                    noise=dict(track.noise), noise_seconds=progress.noise_seconds))
 
     def record_evals(self, step: int) -> bool:
         """Append a curve row to every track due at this step; says whether any was."""
@@ -160,6 +176,9 @@ class TokenRun:
                 "eval_loss": eval_loss,
                 "lr": track.schedule.lr(min(step, track.schedule.steps - 1)),
                 "transfer_loss": transfer_loss,
+                # Filled by the step that starts here (measure_noise); the last row's is the last step's.
+                "noise_scale": (ns.NoiseScale.from_state(track.noise).value()
+                                if self.cfg.noise_scale and step == track.schedule.steps else None),
             })
             track.recent.clear()
         return True
@@ -192,18 +211,30 @@ class TokenRun:
         set_lr(self.optimizer, self.schedule.lr(step))
         starts = self.order[step * cfg.batch_size : (step + 1) * cfg.batch_size][self.share] * cfg.context
         x, y = (t.to(self.device) for t in get_batch(self.stream, starts, cfg.context))
-        with self.autocast():
-            _, loss = self.trained(x, y)
-        # The ranks agree on the batch's mean loss and on a stop signal, so they break together.
-        loss_value, agreed = self.world.agree(loss.item(), checkpointer.signum if checkpointer else None)
-        if not math.isfinite(loss_value):
-            return loss_value, agreed
-        update(self.model, self.optimizer, loss, cfg.grad_clip)
+        measure = self.noise_tracks(step)
+        # Data-parallel, a measured step keeps each rank's gradient (a small batch) until measure_noise.
+        local = self.trained.no_sync() if measure and self.world.size > 1 else contextlib.nullcontext()
+        with local:
+            with self.autocast():
+                _, loss = self.trained(x, y)
+            # The ranks agree on the batch's mean loss and on a stop signal, so they break together.
+            loss_value, agreed = self.world.agree(loss.item(), checkpointer.signum if checkpointer else None)
+            if not math.isfinite(loss_value):
+                return loss_value, agreed
+            update(self.model, self.optimizer, loss, cfg.grad_clip,
+                   functools.partial(self.measure_noise, step, x, y, measure) if measure else None)
         for track in self.tracks:
             if track.branch is None or step < track.schedule.branch_step:
                 track.recent.append(loss_value)
         self.progress.train_seconds += time.perf_counter() - t0
         return loss_value, agreed
+
+    def measure_noise(self, step: int, x: torch.Tensor, y: torch.Tensor, tracks: list[Track]) -> None:
+        """After the backward pass of step ``step``: one measurement of the noise scale (module
+        ``workflow_scripts.train.noise_scale``), added to each track's and written into its row of this step."""
+        t0 = time.perf_counter()
+        ns.record(tracks, step, ns.measure(self.model, self.world, x, y, self.autocast))
+        self.progress.noise_seconds += time.perf_counter() - t0
 
     def branch_summary(self, step: int, status: str) -> dict:
         """Stable phase: the step of each branch checkpoint written, and the steps run."""
@@ -243,6 +274,11 @@ class TokenRun:
             "steps_trained": trained_steps - progress.inherited_steps,
             "wall_time_s": progress.wall_seconds + time.perf_counter() - self.started,
             "tokens_per_s": tokens_trained / progress.train_seconds if progress.train_seconds else None,
+            "batch_size": cfg.batch_size,  # windows per step: the B of Kaplan's S_min and E_min
+            # None where the last |G|² average was not positive (NaN in the curve): metrics.json stays JSON.
+            "noise_scale": (final["noise_scale"] if final and cfg.noise_scale
+                            and math.isfinite(final["noise_scale"] or math.nan) else None),
+            "noise_scale_s": progress.noise_seconds if cfg.noise_scale else None,
             "provenance": self.provenance(),
         }
 

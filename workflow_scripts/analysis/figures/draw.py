@@ -4,7 +4,8 @@ The catalog, figures.yaml beside this module, is the one list of an experiment's
 draws its names, ``workflow_scripts.plan.figures`` reads it to ask the DAG for the figures that apply
 to an experiment (and their report captions, rules/report/<caption>). The figures themselves are in
 ``workflow_scripts.analysis.figures.sizes`` (loss vs. N and D), ``.curves`` (learning curves, loss vs.
-compute), ``.fits`` (residuals, parameters, IsoFLOP, N_opt, Kaplan) and ``.allocation`` (approach 1,
+compute), ``.fits`` (residuals, parameters, IsoFLOP, N_opt, Kaplan), ``.critical_batch`` (Kaplan's B_crit, S_min
+and C_min) and ``.allocation`` (approach 1,
 accuracy), with what they read in ``.inputs`` and their look in ``.style``. Run by hand or from
 Snakemake as::
 
@@ -23,6 +24,7 @@ import matplotlib.pyplot as plt
 import yaml
 
 from workflow_scripts.analysis.figures import allocation, sizes
+from workflow_scripts.analysis.figures import critical_batch
 from workflow_scripts.analysis.figures import curves as curve_figures
 from workflow_scripts.analysis.figures import fits as fit_figures
 from workflow_scripts.analysis.figures import style as ps
@@ -37,6 +39,7 @@ FIGURES = {
     "residuals": fit_figures.residuals_figure,
     "parameters": fit_figures.parameters_figure, "approach1": allocation.approach1_figure,
     "accuracy_vs_C": allocation.accuracy_vs_compute_figure, "kaplan": fit_figures.kaplan_figure,
+    "critical_batch": critical_batch.critical_batch_figure,
 }
 
 

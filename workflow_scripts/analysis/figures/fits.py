@@ -23,7 +23,7 @@ from workflow_scripts.analysis.law_summary import (
 LAWS = ("L(N)", "L(D)", "L(N,D)", "L(C)")
 ISOFLOP_BOOTSTRAP = 200  # resamples for the N_opt band; the profiles are cheap to refit
 # Kaplan's joint laws and approach 1 in the parameters figure, after the laws above.
-MORE_LAWS = ("kaplan_L(N,D)", "L(N,S)", "approach1")
+MORE_LAWS = ("kaplan_L(N,D)", "L(N,S)", "approach1", "L(N,S_min)", "L(C_min)")
 
 
 def _predict(params: dict, x, d=None) -> np.ndarray:

@@ -8,7 +8,8 @@ implies (``workflow_scripts.analysis.fit.parametric``); IsoFLOP minima on an Iso
 (approach 2, ``workflow_scripts.analysis.fit.isoflops``); Kaplan et al. (2020)'s L(N, D)
 (Eq. 1.5) and learning-curve law L(N, S) (Eq. 1.6, ``workflow_scripts.analysis.fit.kaplan``);
 Chinchilla's approach 1, the lowest loss at each FLOP count
-(``workflow_scripts.analysis.fit.approach1``). What the laws share (the fit job, the
+(``workflow_scripts.analysis.fit.approach1``); with the curves' noise scale, Kaplan's L(N, S_min) and
+L(C_min) at the critical batch size (Eq. 5.3-5.5, ``workflow_scripts.analysis.fit.critical_batch``). What the laws share (the fit job, the
 extrapolation check) is ``workflow_scripts.analysis.fit.laws``; every fitted entry carries a
 verdict ``quality`` (``workflow_scripts.analysis.fit.quality``). The method is Hoffmann et al.
 (2022, §3.3 and App. D.2) as replicated by Besiroglu et al. (Epoch AI, 2024): fit log L,

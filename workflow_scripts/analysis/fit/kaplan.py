@@ -12,9 +12,9 @@ L(N, D): θ = (log N_c, log D_c, r = α_N/α_D, α_D); log L̂ = α_D · logsume
 log D_c − log D). The grid is built from the data: for each (α_N, α_D) and share q of the bracket
 taken by the N term at the median cell, N_c and D_c are chosen to reproduce the median loss.
 
-L(N, S): Kaplan use S_min, the steps at the critical batch size (Eq. 1.6, §5.1); we have no
-estimate of the critical batch size, so S is the optimizer steps taken at the experiment's fixed
-batch size. Points are each model's curve at its largest D (the longest run, as Kaplan fitted
+L(N, S): Kaplan use S_min, the steps at the critical batch size (Eq. 1.6, §5.1); here S is the
+optimizer steps taken at the experiment's fixed batch size (L(N, S_min), from the measured noise
+scale, is ``workflow_scripts.analysis.fit.critical_batch``). Points are each model's curve at its largest D (the longest run, as Kaplan fitted
 the curves of their longest runs), leaving out the first ``skip`` fraction of its steps (warmup
 and the early transient the form does not describe). The curves come from cosine schedules of
 that length, so late points carry the schedule's decay (as Kaplan's did). In the engine's

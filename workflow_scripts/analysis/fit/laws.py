@@ -2,7 +2,7 @@
 extrapolation check and the fields of a fits.json entry.
 
 A law module (``workflow_scripts.analysis.fit.power_law``, ``.parametric``, ``.isoflops``,
-``.kaplan``, ``.approach1``) holds its formula, its fit and a ``Law`` whose ``fit(job)``
+``.kaplan``, ``.approach1``, ``.critical_batch``) holds its formula, its fit and a ``Law`` whose ``fit(job)``
 returns its fits.json entry; ``workflow_scripts.analysis.fit.registry`` lists them. The
 extrapolation check refits a law without its largest-compute cells and compares its
 prediction with what they reached.

@@ -15,7 +15,9 @@ the threshold. The checks, where the entry has what they need:
 - IsoFLOP vertices outside the sizes run (``minimum_inside_range`` of each budget);
 - disagreement between Chinchilla's approaches 1, 2 and 3 on a (N_opt ∝ C^a);
 - where the generator knows its optimal loss: an E below it (no predictor does better), or, for
-  the laws whose E is that floor itself (``FLOOR_LAWS``), an E away from it outside E's interval.
+  the laws whose E is that floor itself (``FLOOR_LAWS``), an E away from it outside E's interval;
+- for the laws at the critical batch size, B_crit(L)'s exponent α_B: its interval reaching 0 (the
+  noise scale shows no trend with the loss) or wider than the exponents' threshold.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ APPROACHES = {"approach1": 1, "isoflop": 2, "L(N,D)": 3}
 ALLOCATION_EXPONENTS = ("a", "b")
 # Laws whose E is the loss of unlimited N and D: the generator's optimal loss. The others hold
 # a variable at its largest value, so their E lies above it by that variable's term.
-FLOOR_LAWS = ("L(N,D)", "L(C)")
+FLOOR_LAWS = ("L(N,D)", "L(C)", "L(C_min)")
 # A log residual this small is the optimiser's precision, not a misfit: it carries no sign.
 SIGN_TOLERANCE = 1e-6
 
@@ -193,11 +195,27 @@ def _floor_reasons(name: str, entry: dict[str, Any], optimal: float | None, t: M
     return []
 
 
+def _critical_batch_reasons(entry: dict[str, Any], t: Mapping[str, Any]) -> list[str]:
+    """B_crit(L) = B*/L^(1/α_B) under a law in S_min or C_min (workflow_scripts.analysis.fit.critical_batch)."""
+    record = entry.get("critical_batch")
+    bounds = ((record or {}).get("ci") or {}).get("alpha_B")
+    if not bounds:
+        return []
+    value = record["params"]["alpha_B"]
+    where = f"B_crit's alpha_B = {value:.3g} with interval [{bounds[0]:.3g}, {bounds[1]:.3g}]"
+    if bounds[0] <= 0:
+        return [f"{where} reaching 0: the noise scale shows no fall with the loss"]
+    half = (bounds[1] - bounds[0]) / 2 / abs(value)
+    if half > t["max_ci_half_width"]:
+        return [f"{where}: half-width {_percent(half)} of the value > {_percent(t['max_ci_half_width'])}"]
+    return []
+
+
 def judge(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
     """The reasons a fitted entry is poor by the checks on itself alone (empty: none)."""
     return [*_residual_reasons(entry, thresholds), *_bound_reasons(entry, thresholds),
             *_interval_reasons(entry, thresholds), *_extrapolation_reasons(entry, thresholds),
-            *_vertex_reasons(entry)]
+            *_vertex_reasons(entry), *_critical_batch_reasons(entry, thresholds)]
 
 
 def not_judged(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:

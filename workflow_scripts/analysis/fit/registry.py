@@ -12,6 +12,7 @@ from typing import Sequence
 import pandas as pd
 
 from workflow_scripts.analysis.fit import approach1
+from workflow_scripts.analysis.fit import critical_batch
 from workflow_scripts.analysis.fit import isoflops
 from workflow_scripts.analysis.fit import kaplan
 from workflow_scripts.analysis.fit import parametric
@@ -25,6 +26,8 @@ LAWS: dict[str, Law] = {law.name: law for law in (
     kaplan.REGISTERED_ND,  # kaplan_L(N,D): Kaplan et al. 2020, Eq. 1.5
     kaplan.REGISTERED_NS,  # L(N,S): Kaplan et al. 2020, Eq. 1.6
     approach1.REGISTERED,  # approach1: Hoffmann et al. 2022, §3.1
+    critical_batch.REGISTERED_NS_MIN,  # L(N,S_min): Kaplan et al. 2020, Eq. 1.6 with Eq. 5.3-5.4
+    critical_batch.REGISTERED_C_MIN,  # L(C_min): Kaplan et al. 2020, Eq. 1.3 with Eq. 5.3, 5.5
 )}
 
 
