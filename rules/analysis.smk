@@ -30,10 +30,27 @@ rule aggregate:
         " --summary {output.summary} {input.metrics} > {log} 2>&1"
 
 
+# An IsoFLOP grid bracketing its optimum (experiment.bracket): round r's record says on which
+# side of the sizes trained so far a budget's vertex lies; the cells it asks for join the DAG.
+checkpoint bracket:
+    input:
+        get_bracket_round_metrics,
+    output:
+        "results/{experiment}/bracket/round{round}.json",
+    log:
+        "results/{experiment}/logs/bracket_round{round}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m workflow_scripts.analysis.bracket --experiment {wildcards.experiment}"
+        " --round {wildcards.round} --out {output} {input} > {log} 2>&1"
+
+
 rule fit:
     input:
         runs="results/{experiment}/runs.csv",
         curves="results/{experiment}/curves.parquet",
+        bracket=get_bracket_files,
     output:
         "results/{experiment}/fits.json",
     log:
@@ -46,9 +63,11 @@ rule fit:
     threads: 4
     params:
         flags=get_fit_flags,
+        bracket=get_bracket_flags,
     shell:
         "python -m workflow_scripts.analysis.fit.experiment --runs {input.runs} --curves {input.curves}"
-        " --out {output} {params.flags} --workers {threads} > {log} 2>&1"
+        " --out {output} {params.flags} {params.bracket} --bracket-records {input.bracket}"
+        " --workers {threads} > {log} 2>&1"
 
 
 rule tables:

@@ -23,7 +23,7 @@ from workflow_scripts.plan.config import (
     describe_validation_error,
 )
 from workflow_scripts.plan.flags import fit_flags, job_command, job_threads
-from workflow_scripts.plan.grid import grid_warnings
+from workflow_scripts.plan.grid import grid_warnings, model_name
 from workflow_scripts.plan.inputs import (
     download_name,
     download_path,
@@ -31,6 +31,7 @@ from workflow_scripts.plan.inputs import (
     run_file,
 )
 from workflow_scripts.plan.jobs import TrainJobs
+from workflow_scripts.plan import bracket
 from workflow_scripts.plan.resources import gpu_request
 from workflow_scripts.plan.figures import catalog as figure_catalog
 from workflow_scripts.plan.figures import compare_outputs, figure_outputs
@@ -50,7 +51,12 @@ except ConfigError as error:
 
 # Every cell, its stable phase under WSD branching, and each job's values, computed once.
 TRAIN_JOBS = TrainJobs(config)
-CELLS = TRAIN_JOBS.cells
+# Sizes that bracketing rounds already on disk added (workflow_scripts.plan.bracket): a job
+# that a cluster executor starts re-reads this file and must know those cells too.
+for _name, _exp in config["experiments"].items():
+    TRAIN_JOBS.add_sizes(
+        _name, bracket.added_sizes(_exp, bracket.records_on_disk(_name, _exp))
+    )
 # (budget, size) pairs of IsoFLOP grids left out: one warning line each.
 for line in grid_warnings(config):
     print(line, file=sys.stderr)
@@ -68,6 +74,7 @@ wildcard_constraints:
     model=r"L\d+-d\d+-h\d+|(mlp|cnn)-L\d+-w\d+",
     data=r"D\d+|C\d+(\.\d+)?e-?\d+",
     seed=r"seed\d+",
+    round=r"\d+",
     download=r"[0-9a-f]{16}-[A-Za-z0-9._-]+",
 
 
@@ -164,17 +171,67 @@ TRAIN_GPU = per_experiment(lambda exp: gpu_request(exp)["gpu"])
 TRAIN_GPU_MODEL = per_experiment(lambda exp: gpu_request(exp)["gpu_model"])
 
 
+def get_bracket_records(experiment, rounds):
+    """Records of the experiment's first ``rounds`` bracketing rounds, each a checkpoint's output
+    (Snakemake runs it first), up to the first that extends nothing."""
+    records = []
+    for r in range(rounds):
+        path = checkpoints.bracket.get(experiment=experiment, round=r).output[0]
+        records.append(bracket.read_record(path))
+        if not records[-1]["extend"]:
+            break
+    return records
+
+
+def get_experiment_cells(experiment, rounds=None):
+    """The experiment's cells: those planned, and those its bracketing rounds (all, or the
+    first ``rounds``) added."""
+    exp = config["experiments"][experiment]
+    if not bracket.enabled(exp):
+        return TRAIN_JOBS.experiment_cells(experiment)
+    records = get_bracket_records(
+        experiment, exp["bracket"]["rounds"] if rounds is None else rounds
+    )
+    added = bracket.added_sizes(exp, records)
+    TRAIN_JOBS.add_sizes(experiment, added)
+    names = {model_name(size) for size in exp["models"] + added}
+    return [c for c in TRAIN_JOBS.experiment_cells(experiment) if c.model in names]
+
+
 def get_experiment_cell_files(name):
     """An input function: the file ``name`` of every cell of the experiment."""
 
     def files(wildcards):
-        return [
-            run_file(c, name)
-            for c in CELLS.values()
-            if c.experiment == wildcards.experiment
-        ]
+        return [run_file(c, name) for c in get_experiment_cells(wildcards.experiment)]
 
     return files
+
+
+def get_bracket_round_metrics(wildcards):
+    """Round r judges the cells planned and added by the rounds before it."""
+    cells = get_experiment_cells(wildcards.experiment, int(wildcards.round))
+    return [run_file(c, "metrics.json") for c in cells]
+
+
+def get_bracket_files(wildcards):
+    """The round records of a bracketing experiment (none otherwise), for its fits.json."""
+    exp = get_experiment(wildcards)
+    if not bracket.enabled(exp):
+        return []
+    records = get_bracket_records(wildcards.experiment, exp["bracket"]["rounds"])
+    return [bracket.round_file(wildcards.experiment, r["round"]) for r in records]
+
+
+def get_bracket_flags(wildcards):
+    """The fit's --bracket-* flags: the rounds' limit and the model sizes they added."""
+    exp = get_experiment(wildcards)
+    if not bracket.enabled(exp):
+        return ""
+    records = get_bracket_records(wildcards.experiment, exp["bracket"]["rounds"])
+    added = [model_name(size) for size in bracket.added_sizes(exp, records)]
+    return f"--bracket-rounds {exp['bracket']['rounds']}" + "".join(
+        f" --bracket-added {name}" for name in added
+    )
 
 
 get_experiment_metrics = get_experiment_cell_files("metrics.json")

@@ -84,6 +84,13 @@ def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict
         return validate_config(yaml.safe_load(f) or {}, schema_path)
 
 
+def _check_bracket(name: str, exp: dict) -> None:
+    if exp["bracket"]["rounds"] and not (exp["compute_budgets"] and exp["size_sweep"]["count"]):
+        raise ConfigError(f"config error: experiments.{name}.bracket.rounds = {exp['bracket']['rounds']}: "
+                          "expected 0 without both compute_budgets and a size_sweep (bracketing extends "
+                          "the sweep of an IsoFLOP grid)")
+
+
 def check_config(config: dict) -> None:
     """Checks beyond the schema; raises ConfigError with one line for the first problem.
 
@@ -110,6 +117,7 @@ def check_config(config: dict) -> None:
         _check_family(config, where, exp, samples)
         _check_sizes(where, exp)
         _check_grid_axis(config, name, exp)
+        _check_bracket(name, exp)
         _check_schedule(name, exp)
     for name, ds in config.get("datasets", {}).items():
         _check_dataset(name, ds)

@@ -72,22 +72,31 @@ def size_sweep(sweep: dict) -> list[dict]:
     aspect_ratio × n_layer (Kaplan et al. 2020 vary depth at a fixed d_model / n_layer). With
     ``head_dim`` > 0 a transformer has d_model / head_dim heads (and widths are multiples of it).
     """
-    base, key, sizes = sweep["base"], sweep["scale"], []
-    if key not in base:
-        raise ValueError(f"size_sweep.scale = {key!r}: expected a key of size_sweep.base {sorted(base)}")
-    width_key = "d_model" if "d_model" in base else "width"
+    if sweep["scale"] not in sweep["base"]:
+        raise ValueError(f"size_sweep.scale = {sweep['scale']!r}: expected a key of size_sweep.base "
+                         f"{sorted(sweep['base'])}")
+    sizes = []
     for k in range(sweep["count"]):
-        size = {**base, "lr": None}  # the rate follows training.lr_rule, not the base's own
-        step = sweep["multiple_of"] if key != "n_layer" else 1
-        size[key] = max(step, int(round(base[key] * sweep["factor"] ** k / step)) * step)
-        if key == "n_layer" and sweep["aspect_ratio"]:
-            unit = sweep["head_dim"] or size.get("n_head", 1)
-            size[width_key] = max(unit, int(round(sweep["aspect_ratio"] * size["n_layer"] / unit)) * unit)
-        if sweep["head_dim"] and "n_head" in size:  # heads of a fixed width, as GPT-2 and Chinchilla
-            size["n_head"] = max(1, size[width_key] // sweep["head_dim"])
+        size = sweep_size(sweep, k)
         if size not in sizes:
             sizes.append(size)
     return sizes
+
+
+def sweep_size(sweep: dict, k: int) -> dict:
+    """The sweep's k-th size, for any integer k: k < 0 and k >= count continue it past its ends
+    (the sizes an IsoFLOP grid adds to bracket its optimum, ``workflow_scripts.plan.bracket``)."""
+    base, key = sweep["base"], sweep["scale"]
+    width_key = "d_model" if "d_model" in base else "width"
+    size = {**base, "lr": None}  # the rate follows training.lr_rule, not the base's own
+    step = sweep["multiple_of"] if key != "n_layer" else 1
+    size[key] = max(step, int(round(base[key] * sweep["factor"] ** k / step)) * step)
+    if key == "n_layer" and sweep["aspect_ratio"]:
+        unit = sweep["head_dim"] or size.get("n_head", 1)
+        size[width_key] = max(unit, int(round(sweep["aspect_ratio"] * size["n_layer"] / unit)) * unit)
+    if sweep["head_dim"] and "n_head" in size:  # heads of a fixed width, as GPT-2 and Chinchilla
+        size["n_head"] = max(1, size[width_key] // sweep["head_dim"])
+    return size
 
 
 def resolve_model_sizes(config: dict) -> None:

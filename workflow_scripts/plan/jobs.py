@@ -8,6 +8,7 @@ some of them several times while it builds and schedules the DAG), so the rules
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from workflow_scripts.plan.flags import cell_flags, stable_phase_flags
@@ -21,12 +22,26 @@ class TrainJobs:
     and what each job reads, is started with and asks the scheduler for."""
 
     def __init__(self, config: dict) -> None:
-        self.config = config
-        self.cells = {cell.key: cell for cell in expand_grid(config)}
+        self.config = copy.deepcopy(config)  # grows by the sizes bracketing adds; config stays as planned
+        self._plan()
+
+    def _plan(self) -> None:
+        self.cells = {cell.key: cell for cell in expand_grid(self.config)}
         # WSD cells that start their cooldown from a stable phase shared by their (model, seed).
-        self.branches = branch_groups(config, list(self.cells.values()))
+        self.branches = branch_groups(self.config, list(self.cells.values()))
         self._flags: dict[tuple, str] = {}
         self._resources: dict[tuple, dict[str, Any]] = {}
+
+    def add_sizes(self, experiment: str, sizes: list[dict]) -> None:
+        """Add model sizes to an experiment (an IsoFLOP grid bracketing its optimum) and replan."""
+        models = self.config["experiments"][experiment]["models"]
+        new = [size for size in sizes if size not in models]
+        if new:
+            models.extend(new)
+            self._plan()
+
+    def experiment_cells(self, experiment: str) -> list[Cell]:
+        return [cell for cell in self.cells.values() if cell.experiment == experiment]
 
     def cell(self, key: tuple) -> Cell:
         """A cell, or for a stable phase the largest cell of its branch group (whose run it is)."""

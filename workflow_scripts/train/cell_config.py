@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from dataclasses import dataclass, field, fields
 
 from workflow_scripts.models.transformer import GPTConfig
-from workflow_scripts.train import gpu_slots
 from workflow_scripts.train.schedule import Schedule, make_schedule
 
 
@@ -153,14 +151,3 @@ def parse_flags(cls, argv: list[str] | None, description: str):
             help=f"{f.metadata['help']} (default: {str(f.default).lower() if kind is parse_bool else f.default})",
         )
     return cls(**vars(parser.parse_args(argv)))
-
-
-def claim_gpus(count: int) -> None:
-    """Claim ``count`` GPUs (a cell's ``--gpus``) before anything initialises CUDA; held until the process ends.
-
-    None free ends the job with a one-line error.
-    """
-    try:
-        gpu_slots.claim(count)
-    except gpu_slots.NoFreeGPU as error:
-        sys.exit(f"error: {error}")

@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     args, rest = parser.parse_known_args(argv)
     if args.nproc_per_node < 1:
         sys.exit(f"error: --nproc-per-node {args.nproc_per_node}: expected a positive integer")
-    try:
-        gpu_slots.claim(args.nproc_per_node)  # held by this process while torchrun runs
-    except gpu_slots.NoFreeGPU as error:
-        sys.exit(f"error: {error}")
+    gpu_slots.claim_or_exit(args.nproc_per_node)  # held by this process while torchrun runs
     child = subprocess.Popen(torchrun_command(args.nproc_per_node, rest))
 
     # torchrun turns SIGTERM into SIGTERM to every worker (which checkpoint and exit); it has no

@@ -137,3 +137,12 @@ def release() -> None:
     """Give back every claim of this process (the end of the process does the same)."""
     while _held:
         os.close(_held.pop())
+
+
+def claim_or_exit(count: int) -> None:
+    """Claim ``count`` GPUs (a cell's ``--gpus``, or torchrun's processes) before anything initialises
+    CUDA; held until the process ends. None free ends the job with a one-line error."""
+    try:
+        claim(count)
+    except NoFreeGPU as error:
+        sys.exit(f"error: {error}")

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from workflow_scripts.train import device as devices
+from workflow_scripts.train import gpu_slots
 from workflow_scripts.train.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
 from workflow_scripts.models.families import (
     Net, NetConfig, count_parameters, flop_terms, loss_fn, training_flops, widest_activation,
@@ -42,7 +43,7 @@ from workflow_scripts.models.families import (
 from workflow_scripts.train.optim import final_losses, make_optimizer, set_lr, update
 from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.train.schedule import eval_steps
-from workflow_scripts.train.cell_config import SamplesConfig, claim_gpus, parse_flags
+from workflow_scripts.train.cell_config import SamplesConfig, parse_flags
 
 SPLITS = ("train", "val", "test")
 # Evaluation runs at most this many floats of the widest activation at a time (64 MiB in fp32).
@@ -315,7 +316,7 @@ def parse_args(argv: list[str] | None = None) -> SamplesConfig:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    claim_gpus(cfg.gpus)
+    gpu_slots.claim_or_exit(cfg.gpus)
     checkpointer, metrics, curve = run_cell(train, cfg, cfg.checkpoint or default_path(cfg.metrics))
     write_cell(cfg, checkpointer, metrics, curve_csv(curve))
 

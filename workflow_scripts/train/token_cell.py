@@ -57,8 +57,9 @@ from workflow_scripts.io import csv_text, provenance, read_json
 from workflow_scripts.models.transformer import GPT, count_parameters, training_flops
 from workflow_scripts.train import ddp
 from workflow_scripts.train import device as devices
+from workflow_scripts.train import gpu_slots
 from workflow_scripts.train.branching import Track, branch_tracks
-from workflow_scripts.train.cell_config import TrainConfig, claim_gpus, parse_flags
+from workflow_scripts.train.cell_config import TrainConfig, parse_flags
 from workflow_scripts.train.checkpoint import Checkpointer, Progress, Stopped, default_path, run_cell, write_cell
 from workflow_scripts.train.evaluation import eval_set, evaluate, get_batch
 from workflow_scripts.train import noise_scale as ns
@@ -337,7 +338,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     if not ddp.under_torchrun():  # under torchrun the launcher (workflow_scripts.train.ddp) claimed them
-        claim_gpus(cfg.gpus)
+        gpu_slots.claim_or_exit(cfg.gpus)
     # A stable phase keeps its own checkpoint among its branches: both go (or stay) together.
     path = cfg.checkpoint or (Path(cfg.branch_dir) / "stable.checkpoint.pt" if cfg.branch_tokens
                               else default_path(cfg.metrics))

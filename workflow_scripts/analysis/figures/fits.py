@@ -175,9 +175,14 @@ def isoflops_figure(runs, fits, curves=None):
     result = _fit_isoflops(runs)
     minima = {b["C"]: b for b in result.get("budgets", [])}
     fig, ax = plt.subplots(figsize=ps.FIGSIZE)
+    added = runs["model"].isin((fits.get("bracket") or {}).get("added_models", []))
     for budget, colour in ps.size_colours(runs["C_budget"]).items():
         cells = runs[runs["C_budget"] == budget]
-        ax.scatter(cells["N_nonembedding"], cells["val_loss"], s=14, color=colour, label=ps.human(budget))
+        planned = cells[~added[cells.index]]
+        ax.scatter(planned["N_nonembedding"], planned["val_loss"], s=14, color=colour, label=ps.human(budget))
+        extra = cells[added[cells.index]]  # sizes the bracketing rounds added (experiment.bracket)
+        ax.scatter(extra["N_nonembedding"], extra["val_loss"], s=30, marker="s", facecolors="none",
+                   edgecolors=colour, linewidths=1.0)
         # The same parabola isoflops.parabola_minimum fits, drawn over the sizes run.
         if cells["N_nonembedding"].nunique() >= isoflops.MIN_SIZES:
             log_n = np.log(cells["N_nonembedding"].to_numpy(float))
@@ -189,7 +194,8 @@ def isoflops_figure(runs, fits, curves=None):
             ax.plot(found["N_opt"], found["loss_min"], "X", color=colour, ms=8, mec="black", mew=0.6)
     ax.set(xlabel="non-embedding parameters N", ylabel=ps.loss_label(runs))
     ps.log_axes(ax)
-    note = f" ({result['skipped']})" if "skipped" in result else " (× = parabola minimum)"
+    note = f" ({result['skipped']})" if "skipped" in result else " (× = parabola minimum" + (
+        ", □ = sizes added to bracket it)" if added.any() else ")")
     entry = law_entry(fits, "isoflop")
     stored = f"\n{ps.wrap(law_text('isoflop', entry), 70)}" if "a" in entry else ""
     ax.set_title(title + note + stored, fontsize="small")

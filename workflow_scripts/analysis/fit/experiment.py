@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.analysis import bracket
 from workflow_scripts.analysis.cells import exclusions, usable_runs
 from workflow_scripts.analysis.fit import approach1
 from workflow_scripts.analysis.fit import huber as hf
@@ -42,7 +43,7 @@ from workflow_scripts.analysis.fit import power_law
 from workflow_scripts.analysis.fit import quality
 from workflow_scripts.analysis.fit import registry
 from workflow_scripts.analysis.fit.laws import DEFAULTS, Job
-from workflow_scripts.io import atomic_write_json, provenance
+from workflow_scripts.io import atomic_write_json, provenance, read_json
 
 FORMAT_VERSION = 1
 REQUIRED_COLUMNS = ("experiment", "model", "data", "seed", "status", "N_nonembedding", "D", "C", "val_loss")
@@ -135,15 +136,20 @@ def _grid_record(grid) -> dict[str, list[float]]:
 
 
 def write_fits(runs_csv, out_json, experiment: str | None = None, curves_path=None,
-               **options) -> dict[str, Any]:
+               bracket_records: list[str] | None = None, bracket_added: list[str] | None = None,
+               bracket_rounds: int = 0, **options) -> dict[str, Any]:
     """Read runs.csv (and curves.parquet, if given), fit its experiment (``options`` as
-    ``fit_experiment``'s), write fits.json atomically."""
+    ``fit_experiment``'s), write fits.json atomically; with ``bracket_rounds``, its ``bracket``
+    section from the round records and the model sizes they added."""
     curves = None
     if curves_path is not None:
         if not os.path.exists(curves_path):
             raise FileNotFoundError(f"curves {curves_path} not found; expected curves.parquet from aggregate")
         curves = pd.read_parquet(curves_path)
     fits = fit_experiment(pd.read_csv(runs_csv), experiment=experiment, curves=curves, **options)
+    if bracket_rounds:
+        fits["bracket"] = bracket.section([read_json(p) for p in bracket_records or []], bracket_added or [],
+                                          bracket_rounds, fits["laws"].get("isoflop"))
     fits["provenance"]["runs"] = str(runs_csv)
     fits["provenance"]["curves"] = None if curves_path is None else str(curves_path)
     atomic_write_json(out_json, fits)
@@ -217,6 +223,12 @@ def _parser() -> argparse.ArgumentParser:
                         "(warmup; default: %(default)s)")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes for L(N,D)'s start grid and bootstrap; same numbers (default: 1)")
+    parser.add_argument("--bracket-rounds", type=int, default=0,
+                        help="--runs: the IsoFLOP grid's bracketing rounds at most (experiment.bracket)")
+    parser.add_argument("--bracket-records", nargs="*", default=[],
+                        help="--runs: the bracketing rounds' records (workflow_scripts.analysis.bracket)")
+    parser.add_argument("--bracket-added", action="append", default=[],
+                        help="--runs: a model size the bracketing added (repeated)")
     parser.add_argument("--quality", type=quality_thresholds, default=None,
                         help="--runs: JSON object of fit-quality thresholds (analysis.quality of "
                         f"config/schema.yaml; default: {json.dumps(d['quality'])})")
@@ -238,7 +250,8 @@ def main(argv: list[str] | None = None) -> None:
                           thresholds=args.quality, n_boot=args.bootstrap, seed=args.seed, level=args.level,
                           irreducible=args.irreducible, n_holdout=args.holdout,
                           approach1_points=args.approach1_points, curve_skip=args.curve_skip,
-                          workers=args.workers)
+                          workers=args.workers, bracket_records=args.bracket_records,
+                          bracket_added=args.bracket_added, bracket_rounds=args.bracket_rounds)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     _print_laws(fits)

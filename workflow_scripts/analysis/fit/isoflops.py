@@ -141,3 +141,29 @@ def entry(job: laws.Job) -> dict[str, Any]:
 
 REGISTERED = laws.Law(LAW, entry, laws.allocation_summary,
                       applies=lambda runs, has_curves: laws.is_isoflop(runs))
+
+
+def vertex_sides(n, c, loss) -> list[dict[str, Any]]:
+    """Per budget, where its optimum lies against the sizes run: ``inside``, ``below`` or ``above``.
+
+    The vertex of the parabola ``parabola_minimum`` fits; a profile with no minimum (too few
+    sizes, or not convex) points the way its lowest loss does - to the smallest or largest size
+    run (``inside`` when the lowest loss is in between, none with a single size).
+    """
+    n, c, loss = check_runs(n, c, loss)
+    values, budget = _budgets(c)
+    rows = []
+    for k, value in enumerate(values):
+        sizes, losses = n[budget == k], loss[budget == k]
+        low, high = float(sizes.min()), float(sizes.max())
+        found = parabola_minimum(np.log(sizes), losses) if np.unique(sizes).size >= MIN_SIZES else None
+        best = float(sizes[np.argmin(losses)])
+        n_opt = float(np.exp(found[0])) if found is not None else None
+        where = n_opt if n_opt is not None else best
+        side = ("below" if where < low or (n_opt is None and best == low) else
+                "above" if where > high or (n_opt is None and best == high) else "inside")
+        if np.unique(sizes).size < 2:
+            side = None
+        rows.append({"C": float(value), "N_opt": n_opt, "N_min": low, "N_max": high, "n_sizes":
+                     int(np.unique(sizes).size), "side": side})
+    return rows
