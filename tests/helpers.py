@@ -7,6 +7,7 @@ that use them are in tests/conftest.py.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,9 @@ def planned_jobs(dry_run_output: str, rule: str) -> int:
     """The count of a rule's jobs in the 'Job stats' table of a dry run."""
     counts = [line.split() for line in dry_run_output.splitlines()]
     return next(int(row[1]) for row in counts if len(row) == 2 and row[0] == rule)
+
+
+def default_sigint() -> None:
+    """A child's ``preexec_fn``: Ctrl-C handled as at a terminal. A shell that starts the suite in
+    the background (``cmd &``) makes SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import default_sigint
 from workflow_scripts.jobs import describe
 from workflow_scripts.io import atomic_write_text
 
@@ -122,7 +123,7 @@ def test_a_token_file_corrupted_in_place_stops_the_cell_before_training(token_fi
 def test_ctrl_c_mid_training_ends_in_one_line_and_keeps_the_checkpoint(token_files, tmp_path):
     # Thousands of steps: still training when its first checkpoint (at an early evaluation point) appears.
     long = cell(token_files, tmp_path, "--epochs", "60", "--tokens", "28000", "--eval-points", "40")
-    process = subprocess.Popen(long, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(long, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while not (tmp_path / "metrics.checkpoint.pt").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()

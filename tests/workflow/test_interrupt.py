@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, TINY_CONFIG, snakemake, snakemake_env, write_config
+from tests.helpers import REPO, TINY_CONFIG, default_sigint, snakemake, snakemake_env, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def start(workdir: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "snakemake", TARGET, "--snakefile", str(REPO / "Snakefile"),
              "--directory", str(workdir), "--cores", "1", "--configfile", str(workdir / "study.yaml")],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=default_sigint)
 
 
 def cells(output: str, finished: bool) -> set[str]:

@@ -35,14 +35,16 @@ def check_study_outputs(workdir, config, dataset, tokenizer):
             assert metrics["status"] == "ok" and metrics["D"] <= cell.data_size
             assert metrics["provenance"]["config"]["tokens"] == cell.data_size
             curve = pd.read_csv(run / "curve.csv")
-            assert list(curve.columns) == ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss"]
+            assert list(curve.columns) == ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "transfer_loss",
+                                           "noise_scale"]
             assert metrics["test_loss"] > 0 and metrics["transfer_loss"] is None  # a test split, no transfer set
             assert curve["eval_loss"].iloc[-1] < curve["eval_loss"].iloc[0]  # it learned something
         runs = pd.read_csv(out / "runs.csv")
         assert len(runs) == len(cells)
         curves = pd.read_parquet(out / "curves.parquet")
         assert list(curves.columns) == ["experiment", "model", "data", "seed", "N", "N_nonembedding", "D",
-                                        "status", "step", "tokens", "flops", "eval_loss", "train_loss", "lr"]
+                                        "status", "step", "tokens", "flops", "eval_loss", "train_loss", "lr",
+                                        "noise_scale"]
         assert curves.groupby(["model", "data", "seed"]).ngroups == len(cells)
         summary = pd.read_csv(out / "cells_summary.csv")
         assert summary["n_seeds"].sum() == len(cells)
