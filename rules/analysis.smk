@@ -25,9 +25,11 @@ rule aggregate:
         "results/{experiment}/logs/aggregate.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        select=get_sweep_select,
     shell:
         "python -m workflow_scripts.analysis.aggregate --out {output.runs} --curves {output.curves}"
-        " --summary {output.summary} {input.metrics} > {log} 2>&1"
+        " --summary {output.summary} --select {params.select} {input.metrics} > {log} 2>&1"
 
 
 # An IsoFLOP grid bracketing its optimum (experiment.bracket): round r's record says on which

@@ -64,6 +64,7 @@ for line in grid_warnings(config):
 
 # Names validated by the same pattern (workflow_scripts.plan.names): no `.`, `..` or `/`, so none leaves results/.
 from workflow_scripts.plan.names import NAME_PATTERN
+from workflow_scripts.plan.sweep import SEED_PATTERN
 
 
 wildcard_constraints:
@@ -73,7 +74,7 @@ wildcard_constraints:
     split="train|val|test",
     model=r"L\d+-d\d+-h\d+|(mlp|cnn)-L\d+-w\d+",
     data=r"D\d+|C\d+(\.\d+)?e-?\d+",
-    seed=r"seed\d+",
+    seed=SEED_PATTERN,
     round=r"\d+",
     download=r"[0-9a-f]{16}-[A-Za-z0-9._-]+",
 
@@ -240,6 +241,11 @@ get_experiment_curves = get_experiment_cell_files("curve.csv")
 
 def get_analysis(wildcards):
     return get_experiment(wildcards)["analysis"]
+
+
+def get_sweep_select(wildcards):
+    """How aggregate marks a swept experiment's selected settings (training.sweep.select)."""
+    return get_experiment(wildcards)["training"]["sweep"]["select"]
 
 
 def get_fit_flags(wildcards):

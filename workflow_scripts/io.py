@@ -13,9 +13,11 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -44,6 +46,25 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block is done, then deliver it: a KeyboardInterrupt between
+    creating a temporary file and noting its name would leave the file behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers, and only it runs them
+        return
+    held: list = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(signal.SIGINT, held[0])
+        elif held and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` on success.
 
@@ -54,11 +75,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        with _ctrl_c_deferred():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+            tmp_path = Path(tmp)
         os.close(fd)
         # mkstemp creates owner-only files; outputs get the usual mode, e.g. for other users on a cluster.
         os.chmod(tmp, 0o666 & ~_UMASK)
-        tmp_path = Path(tmp)
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException as error:
@@ -67,8 +89,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             setattr(error, WRITING, os.fspath(path))
         raise
     finally:
-        if tmp_path is not None and tmp_path.exists():
-            tmp_path.unlink()
+        with _ctrl_c_deferred():
+            if tmp_path is not None and tmp_path.exists():
+                tmp_path.unlink()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -136,6 +136,24 @@ def test_ctrl_c_mid_training_ends_in_one_line_and_keeps_the_checkpoint(token_fil
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
+def test_ctrl_c_as_the_temporary_file_is_created_leaves_no_file_behind(tmp_path, monkeypatch):
+    # The window the test above can hit under load: SIGINT right after mkstemp created the file.
+    import tempfile
+
+    create = tempfile.mkstemp
+
+    def create_then_interrupt(*args, **kwargs):
+        made = create(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", create_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(tmp_path / "metrics.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_describe_names_the_cause_behind_a_wrapped_error(tmp_path):
     # torch's writers turn a failed write into a RuntimeError raised during the OSError.
     try:

@@ -3,14 +3,15 @@
 runs.csv is the only input of the fits (GUIDE §3); its column ``D_unit`` says what D counts:
 ``tokens`` for language cells (metrics.json has ``flops_per_token``), ``samples`` for the
 regression and classification cells of samples datasets (``flops_per_sample``), so figures
-label D correctly. Beside it: curves.parquet, one row per
+label D correctly. A swept experiment's cells (``training.sweep``) add ``setting``, its
+``sweep.<key>`` values and ``selected`` (``workflow_scripts.analysis.sweep``). Beside it: curves.parquet, one row per
 (cell, evaluation) read from the curve.csv next to each metrics.json, and cells_summary.csv,
 the mean and spread of the final loss over the seeds of each (N, D) cell. Run by hand or
 from Snakemake as::
 
     python -m workflow_scripts.analysis.aggregate --out results/default/runs.csv \
         [--curves results/default/curves.parquet] [--summary results/default/cells_summary.csv] \
-        results/default/runs/*/*/*/metrics.json
+        [--select per_cell] results/default/runs/*/*/*/metrics.json
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from workflow_scripts.analysis import sweep
 from workflow_scripts.io import atomic_path, read_json
 
 REQUIRED_KEYS = ("experiment", "model", "data", "seed", "status", "N", "N_nonembedding", "D", "C", "val_loss")
@@ -36,6 +38,8 @@ CURVE_COLUMNS = ["step", "tokens", "flops", "eval_loss", "train_loss", "lr"]
 SAMPLES_CURVE_COLUMNS = ["step", "samples", "flops", "eval_loss", "train_loss", "lr"]
 OPTIONAL_CURVE_COLUMNS = ["eval_accuracy", "noise_scale"]
 SUMMARY_KEYS = ["experiment", "model", "data", "N", "N_nonembedding", "D"]
+# A swept cell's identity adds its setting (workflow_scripts.analysis.sweep) before the seed.
+SETTING = "setting"
 
 
 def _compact(value: Any) -> str:
@@ -70,7 +74,7 @@ def _read_records(metrics_paths: Iterable[str | os.PathLike]) -> list[tuple[str,
         if missing:
             raise ValueError(f"{path}: metrics lack required key(s) {', '.join(missing)}")
         # Two files for one cell would be counted twice by the bootstrap.
-        cell = tuple(str(record[k]) for k in ("experiment", "model", "data", "seed"))
+        cell = tuple(str(record[k]) for k in ("experiment", "model", "data", SETTING, "seed") if k in record)
         if cell in seen:
             raise ValueError(f"{path}: cell {'/'.join(cell)} already read from {seen[cell]}")
         seen[cell] = path
@@ -86,11 +90,17 @@ def d_unit(record: dict) -> str:
         else "tokens"
 
 
-def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per cell from metrics.json files (plus ``D_unit``), sorted by experiment, N, D, seed."""
+def _sort_keys(frame: pd.DataFrame) -> list[str]:
+    return [*SORT_KEYS[:-1], SETTING, SORT_KEYS[-1]] if SETTING in frame.columns else SORT_KEYS
+
+
+def collect_runs(metrics_paths: Iterable[str | os.PathLike], select: str = "per_cell") -> pd.DataFrame:
+    """One row per cell from metrics.json files (plus ``D_unit``), sorted by experiment, N, D
+    (setting), seed; a swept experiment's with ``selected`` by ``select`` (``analysis.sweep.select``)."""
     runs = pd.DataFrame([{**flatten(record), "D_unit": d_unit(record)}
                          for _, record in _read_records(metrics_paths)])
-    return runs.sort_values(SORT_KEYS, kind="stable", ignore_index=True)
+    runs = runs.sort_values(_sort_keys(runs), kind="stable", ignore_index=True)
+    return sweep.select(runs, select) if sweep.swept(runs) else runs
 
 
 def collect_curves(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -112,9 +122,10 @@ def collect_curves(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         columns = columns + [c for c in OPTIONAL_CURVE_COLUMNS if c in curve.columns]
         curve = curve[columns].apply(pd.to_numeric, errors="coerce")
         curve = curve.astype({"step": "int64", columns[1]: "int64"})
-        tables.append(curve.assign(**{k: record[k] for k in CELL_COLUMNS})[CELL_COLUMNS + columns])
+        identity = CELL_COLUMNS + ([SETTING] if SETTING in record else [])
+        tables.append(curve.assign(**{k: record[k] for k in identity})[identity + columns])
     curves = pd.concat(tables, ignore_index=True)
-    return curves.sort_values([*SORT_KEYS, "step"], kind="stable", ignore_index=True)
+    return curves.sort_values([*_sort_keys(curves), "step"], kind="stable", ignore_index=True)
 
 
 def summarize_cells(runs: pd.DataFrame) -> pd.DataFrame:
@@ -124,7 +135,8 @@ def summarize_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """
     ok = runs.assign(_ok=runs["status"] == "ok",
                      _loss=pd.to_numeric(runs["val_loss"], errors="coerce").where(runs["status"] == "ok"))
-    grouped = ok.groupby(SUMMARY_KEYS, sort=False)
+    keys = SUMMARY_KEYS + [c for c in (SETTING, "selected") if c in runs.columns]
+    grouped = ok.groupby(keys, sort=False)
     summary = grouped.agg(n_seeds=("seed", "size"), n_ok=("_ok", "sum"), val_loss_mean=("_loss", "mean"),
                           val_loss_std=("_loss", "std"), val_loss_min=("_loss", "min"),
                           val_loss_max=("_loss", "max")).reset_index()
@@ -132,11 +144,15 @@ def summarize_cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_runs(metrics_paths: Iterable[str | os.PathLike], out_csv: str | os.PathLike,
-               curves: str | os.PathLike | None = None, summary: str | os.PathLike | None = None) -> pd.DataFrame:
+               curves: str | os.PathLike | None = None, summary: str | os.PathLike | None = None,
+               select: str = "per_cell") -> pd.DataFrame:
     """Collect the cells and write runs.csv (and the curves and summary tables if given) atomically."""
     metrics_paths = list(metrics_paths)
-    runs = collect_runs(metrics_paths)
+    runs = collect_runs(metrics_paths, select)
     table = collect_curves(metrics_paths) if curves else None
+    if table is not None and "selected" in runs.columns:  # the laws' curves are the selected cells'
+        identity = ["experiment", "model", "data", SETTING, "seed"]
+        table = table.merge(runs[identity + ["selected"]], on=identity, how="left", sort=False)
     with atomic_path(out_csv, suffix=".csv") as tmp:
         runs.to_csv(tmp, index=False)
     if curves:
@@ -153,10 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="where to write runs.csv")
     parser.add_argument("--curves", help="where to write curves.parquet (every cell's learning curve)")
     parser.add_argument("--summary", help="where to write cells_summary.csv (mean and std over seeds)")
+    parser.add_argument("--select", default="per_cell", choices=["per_cell", "per_model"],
+                        help="a swept experiment's selected setting: per (model, data), or per model at its "
+                             "largest D (training.sweep.select)")
     parser.add_argument("metrics", nargs="+", help="metrics.json files, one per cell")
     args = parser.parse_args(argv)
     try:
-        runs = write_runs(args.metrics, args.out, args.curves, args.summary)
+        runs = write_runs(args.metrics, args.out, args.curves, args.summary, args.select)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     counts = runs["status"].value_counts().to_dict()

@@ -4,7 +4,7 @@ A law entry of fits.json carries ``"quality": {"verdict": "good" | "poor", "reas
 fit stage's judgement of whether the law describes its cells; an entry without it reads "unknown".
 This module is the one wording of a law for the figures' legends (``law_text``), fits.csv and
 fits.tex (``workflow_scripts.analysis.tables``), the HTML report's summary page (``summary_rst``,
-included by rules/report/workflow.rst) and the end-of-run warnings (``poor_lines``, from the
+included by rules/report/workflow.rst) and the end-of-run warnings (``poor_lines``, ``sweep_lines``, from the
 Snakefile's ``onsuccess``). Run by hand or from Snakemake as::
 
     python -m workflow_scripts.analysis.law_summary --fits results/*/fits.json --rst results/summary.rst
@@ -98,6 +98,11 @@ def poor_lines(fits: dict[str, Any]) -> list[str]:
             for law, entry in fitted_laws(fits) if law != "compute_optimal" and verdict(entry) == "poor"]
 
 
+def sweep_lines(fits: dict[str, Any]) -> list[str]:
+    """One warning line per cell whose selected setting lies at the edge of the sweep (fits.json's sweep)."""
+    return [f"warning: experiment {fits.get('experiment')!r}: {line}" for line in (fits.get("sweep") or {}).get("edges", [])]
+
+
 def ci_level(fits: dict[str, Any]) -> float:
     """The level of the experiment's bootstrap intervals (every law shares it)."""
     return next((e["ci_level"] for e in fits.get("laws", {}).values() if "ci_level" in e), 0.95)
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="fits.json of each experiment (written by workflow_scripts.analysis.fit.experiment)")
     parser.add_argument("--rst", help="write the summary (reStructuredText) here")
     parser.add_argument("--warn", action="store_true",
-                        help="print one warning line per poor law on stderr (fits.json files not there are passed over)")
+                        help="print one warning line per poor law, and per swept cell whose selected setting is at "
+                             "the sweep's edge, on stderr (fits.json files not there are passed over)")
     args = parser.parse_args(argv)
     if not args.rst and not args.warn:
         parser.error("ask for --rst PATH, --warn or both")
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(args.rst, summary_rst(fits_list))
         print(f"{len(fits_list)} experiments -> {args.rst}")
     if args.warn:
-        for line in (line for fits in fits_list for line in poor_lines(fits)):
+        for line in (line for fits in fits_list for line in poor_lines(fits) + sweep_lines(fits)):
             print(line, file=sys.stderr)
 
 

@@ -19,6 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
 
 from workflow_scripts.plan import checks, local_files
+from workflow_scripts.plan.sweep import check_sweep
 from workflow_scripts.plan.grid import (
     SAMPLE_FAMILIES, _budget_point, budget_name, is_samples_dataset, known_train_tokens, resolve_model_sizes,
 )
@@ -119,6 +120,9 @@ def check_config(config: dict) -> None:
         _check_grid_axis(config, name, exp)
         _check_bracket(name, exp)
         _check_schedule(name, exp)
+        problem = check_sweep(where, exp, samples)
+        if problem:
+            raise ConfigError(problem)
     for name, ds in config.get("datasets", {}).items():
         _check_dataset(name, ds)
     for name, tok in config.get("tokenizers", {}).items():

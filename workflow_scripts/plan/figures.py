@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from workflow_scripts.plan.config import load_schema
+from workflow_scripts.plan.sweep import swept_keys
 
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "analysis" / "figures" / "figures.yaml"
 GRIDS = ("data_sizes", "compute_budgets")
@@ -42,6 +43,7 @@ class Figure:
     laws: tuple[str, ...] = ()  # drawn when any is fitted; empty: whatever the laws
     grids: tuple[str, ...] = GRIDS
     tasks: tuple[str, ...] = TASKS
+    sweep: bool = False  # drawn only for an experiment with a training.sweep
 
 
 @cache
@@ -51,16 +53,16 @@ def catalog() -> tuple[Figure, ...]:
     laws = set(law_names())
     figures = []
     for name, spec in raw.items():
-        unknown = set(spec) - {"label", "caption", "laws", "grids", "tasks"}
+        unknown = set(spec) - {"label", "caption", "laws", "grids", "tasks", "sweep"}
         bad = ({f"laws: {x}" for x in spec.get("laws", ()) if x not in laws}
                | {f"grids: {x}" for x in spec.get("grids", ()) if x not in GRIDS}
                | {f"tasks: {x}" for x in spec.get("tasks", ()) if x not in TASKS})
         if unknown or bad or not {"label", "caption"} <= set(spec):
             raise ValueError(f"{CATALOG_PATH}: figure {name!r} has {sorted(unknown | bad) or 'no label or caption'}; "
                              f"expected label, caption and optional laws (of {sorted(laws)}), grids {GRIDS}, "
-                             f"tasks {TASKS}")
+                             f"tasks {TASKS}, sweep true")
         figures.append(Figure(name, spec["label"], spec["caption"], *(tuple(spec.get(k, d)) for k, d in (
-            ("laws", ()), ("grids", GRIDS), ("tasks", TASKS)))))
+            ("laws", ()), ("grids", GRIDS), ("tasks", TASKS))), bool(spec.get("sweep", False))))
     return tuple(figures)
 
 
@@ -97,8 +99,13 @@ def fitted_laws(experiment: dict) -> tuple[str, ...]:
                  and all(values[axis] > 1 for axis in LAW_AXES.get(law, ())))
 
 
+def swept(experiment: dict) -> bool:
+    """Whether the experiment trains its cells once per setting of a training.sweep."""
+    return bool(swept_keys(experiment["training"]["sweep"]))
+
+
 def applies(figure: Figure, config: dict, experiment: dict) -> bool:
-    return (grid_kind(experiment) in figure.grids and task(config, experiment) in figure.tasks
+    return ((swept(experiment) or not figure.sweep) and grid_kind(experiment) in figure.grids and task(config, experiment) in figure.tasks
             and (not figure.laws or bool(set(figure.laws) & set(fitted_laws(experiment)))))
 
 

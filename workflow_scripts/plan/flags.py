@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from workflow_scripts.plan.grid import Cell
 from workflow_scripts.plan.inputs import branch_checkpoint, branch_folder, samples_folder, token_files
 from workflow_scripts.plan.sizes import mlp_width, size_learning_rate
+from workflow_scripts.plan.sweep import cell_training
 
 TOKEN_TRAINER = "workflow_scripts.train.token_cell"
 SAMPLES_TRAINER = "workflow_scripts.train.samples_cell"
@@ -31,7 +32,7 @@ DATA_PARALLEL = "workflow_scripts.train.ddp"
 
 # Training keys that are not flags of the token trainer: the job's threads, what the plan
 # itself resolves (the rate rule, branching), and compile (placed after the model's flags).
-_NOT_TOKEN_FLAGS = ("threads", "lr_rule", "lr_base_width", "branch", "compile")
+_NOT_TOKEN_FLAGS = ("threads", "lr_rule", "lr_base_width", "branch", "compile", "sweep")
 # ... nor of the samples trainer, which has no evaluation sample, does not compile and does not
 # measure the noise scale.
 _NOT_SAMPLES_FLAGS = (*_NOT_TOKEN_FLAGS, "eval_tokens", "noise_scale")
@@ -62,9 +63,11 @@ def job_threads(exp: dict) -> int:
 def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
     """The trainer's flags for one cell (its resolved hyperparameters), as a dict."""
     exp = config["experiments"][cell.experiment]
-    model, training = exp["model"], exp["training"]
-    lr = size_learning_rate(training, cell.width, cell.lr)
+    model = exp["model"]
+    training = cell_training(exp["training"], cell.setting, size_learning_rate(exp["training"], cell.width, cell.lr))
     identity = {"experiment": cell.experiment, "model_name": cell.model, "data_name": cell.data}
+    if cell.setting:
+        identity["setting"] = cell.setting_name
     if cell.on_samples:
         return {
             **identity,
@@ -76,7 +79,6 @@ def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
             "samples": cell.data_size,
             "seed": cell.seed,
             **{k: v for k, v in training.items() if k not in _NOT_SAMPLES_FLAGS},
-            "lr": lr,
         }
     return {
         **identity,
@@ -90,7 +92,6 @@ def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
         "compute_budget": cell.compute_budget or 0.0,
         "seed": cell.seed,
         **{k: v for k, v in training.items() if k not in _NOT_TOKEN_FLAGS},
-        "lr": lr,
         "tied_embeddings": model["tied_embeddings"],
         "compile": training["compile"],
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workflow_scripts.plan.sizes import mlp_width, nonembedding_parameters
+from workflow_scripts.plan.sweep import Setting, setting_name, settings
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Cell:
     lr: float | None = None  # the size's own peak learning rate, if it has one
     compute_budget: float | None = None  # C of an IsoFLOP grid's cell, if the grid gives budgets
     family: str = "transformer"
+    setting: Setting = ()  # the cell's training.sweep setting (workflow_scripts.plan.sweep); () unswept
 
     @property
     def on_samples(self) -> bool:  # trains on a samples dataset (D counts samples, not tokens)
@@ -37,8 +39,12 @@ class Cell:
         return (self.experiment, self.model, self.seed_name)
 
     @property
-    def seed_name(self) -> str:  # wildcard, e.g. "seed0"
-        return f"seed{self.seed}"
+    def setting_name(self) -> str:  # e.g. "lr=x2,beta2=0.99"; "" unswept
+        return setting_name(self.setting)
+
+    @property
+    def seed_name(self) -> str:  # wildcard, e.g. "seed0", or with a sweep's setting "lr=x2/seed0"
+        return f"{self.setting_name}/seed{self.seed}" if self.setting else f"seed{self.seed}"
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -166,7 +172,7 @@ def grid_warnings(config: dict) -> list[str]:
 
 
 def expand_grid(config: dict) -> list[Cell]:
-    """Every cell of every experiment, in a stable order (experiment, model, data, seed).
+    """Every cell of every experiment, in a stable order (experiment, model, data, setting, seed).
 
     An experiment gives data_sizes (cells named D<tokens>) or compute_budgets (cells named
     C<budget>, each model's D following from C; see ``_budget_point``, ``grid_warnings``).
@@ -183,10 +189,11 @@ def expand_grid(config: dict) -> list[Cell]:
             samples = family in SAMPLE_FAMILIES
             width, n_head = (size["width"], 0) if samples else (size["d_model"], size["n_head"])
             for data_size, data, budget in points:
-                for seed in exp["seeds"]:
-                    # a size's lr is optional (no schema default): without one, training.lr_rule sets it
-                    cells.append(Cell(experiment, model_name(size, family), data, seed, size["n_layer"], width,
-                                      n_head, data_size, size.get("lr"), budget, family))
+                for setting in settings(exp["training"]["sweep"]):
+                    for seed in exp["seeds"]:
+                        # a size's lr is optional (no schema default): without one, training.lr_rule sets it
+                        cells.append(Cell(experiment, model_name(size, family), data, seed, size["n_layer"], width,
+                                          n_head, data_size, size.get("lr"), budget, family, setting))
     return cells
 
 

@@ -129,7 +129,8 @@ def train_resources(config: dict, cell: Cell, attempt: int = 1) -> dict[str, Any
         mem_mb = SAMPLES_MEM_MB * attempt
     else:
         _, d_ff, context, vocab = cell_shape(config, cell)
-        mem_mb = train_mem_mb(cell, d_ff, context, vocab, training["batch_size"], attempt,
+        batch = dict(cell.setting).get("batch_size", training["batch_size"])  # a swept batch (plan.sweep)
+        mem_mb = train_mem_mb(cell, d_ff, context, vocab, batch, attempt,
                               exp["model"]["tied_embeddings"])
     return {
         "threads": threads,

@@ -30,6 +30,8 @@ class CellFlags:
     experiment: str = flag("", "experiment name, recorded in the metrics")
     model_name: str = flag("", "model-size name, recorded in the metrics")
     data_name: str = flag("", "data-size name, recorded in the metrics")
+    setting: str = flag("", "the cell's setting of its experiment's training.sweep (e.g. lr=x2,beta2=0.99), "
+                             "recorded in the metrics with the values it set; empty for none")
     dropout: float = flag(0.0, "dropout probability")
     epochs: int = flag(1, "passes over the D tokens or samples")
     lr: float = flag(3e-3, "peak learning rate")
@@ -57,9 +59,14 @@ class CellFlags:
                              self.warmup_steps, self.cooldown_frac)
 
     def identity(self, status: str) -> dict:
-        """The first keys of every metrics.json: which cell this is, and how it ended."""
-        return {"schema_version": 1, "experiment": self.experiment, "model": self.model_name,
+        """The first keys of every metrics.json: which cell this is, and how it ended; a swept cell's
+        setting and the values it trains with (``sweep.lr`` the peak rate, whether multiplied or set)."""
+        cell = {"schema_version": 1, "experiment": self.experiment, "model": self.model_name,
                 "data": self.data_name, "seed": self.seed, "status": status}
+        if self.setting:
+            keys = [pair.partition("=")[0] for pair in self.setting.split(",")]
+            cell.update(setting=self.setting, sweep={key: getattr(self, key) for key in keys})
+        return cell
 
 
 @dataclass

@@ -37,7 +37,7 @@ FORMAT = 1
 # need not be given it for its branches to be resumed by the cells that are.
 NOT_IDENTITY = ("metrics", "curve", "checkpoint", "checkpoint_every_steps", "checkpoint_every_s", "branch_from",
                 "test_tokens", "experiment", "model_name", "data_name", "compute_budget",
-                "transfer_name")  # the last five are labels only
+                "transfer_name", "setting")  # the last six are labels only (a setting's values are in it)
 # SLURM sends SIGTERM at the time limit (then SIGKILL after KillWait) and, with
 # --signal, SIGUSR1 ahead of it; both are handled at the next step boundary.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)

@@ -5,7 +5,7 @@ draws its names, ``workflow_scripts.plan.figures`` reads it to ask the DAG for t
 to an experiment (and their report captions, rules/report/<caption>). The figures themselves are in
 ``workflow_scripts.analysis.figures.sizes`` (loss vs. N and D), ``.curves`` (learning curves, loss vs.
 compute), ``.fits`` (residuals, parameters, IsoFLOP, N_opt, Kaplan), ``.critical_batch`` (Kaplan's B_crit, S_min
-and C_min) and ``.allocation`` (approach 1,
+and C_min), ``.tuning`` (a sweep's U-curves and optimal learning rates) and ``.allocation`` (approach 1,
 accuracy), with what they read in ``.inputs`` and their look in ``.style``. Run by hand or from
 Snakemake as::
 
@@ -28,6 +28,7 @@ from workflow_scripts.analysis.figures import critical_batch
 from workflow_scripts.analysis.figures import curves as curve_figures
 from workflow_scripts.analysis.figures import fits as fit_figures
 from workflow_scripts.analysis.figures import style as ps
+from workflow_scripts.analysis.figures import tuning
 from workflow_scripts.analysis.figures.inputs import load
 
 CATALOG = Path(__file__).with_name("figures.yaml")
@@ -39,7 +40,7 @@ FIGURES = {
     "residuals": fit_figures.residuals_figure,
     "parameters": fit_figures.parameters_figure, "approach1": allocation.approach1_figure,
     "accuracy_vs_C": allocation.accuracy_vs_compute_figure, "kaplan": fit_figures.kaplan_figure,
-    "critical_batch": critical_batch.critical_batch_figure,
+    "critical_batch": critical_batch.critical_batch_figure, "tuning": tuning.tuning_figure,
 }
 
 

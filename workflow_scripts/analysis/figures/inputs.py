@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.analysis.cells import cell_ids, usable_runs
+from workflow_scripts.analysis.cells import cell_ids, selected_rows, usable_runs
 from workflow_scripts.io import read_json
 
 RUNS_COLUMNS = ("status", "val_loss", "N_nonembedding", "D")
@@ -69,6 +69,7 @@ def load_curves(curves, experiment: str | None = None) -> tuple[pd.DataFrame | N
         return None, f"curves lack column(s) {', '.join(missing)}"
     if experiment is not None and "experiment" in curves.columns:
         curves = curves[curves["experiment"].astype(str) == experiment]
+    curves = selected_rows(curves)
     # Step 0 sits at zero tokens and FLOPs: off a log axis, so left out.
     keep = (curves["status"] == "ok") & (curves["tokens"] > 0) & (curves["flops"] > 0)
     loss = pd.to_numeric(curves["eval_loss"], errors="coerce")

@@ -34,8 +34,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.analysis import bracket
-from workflow_scripts.analysis.cells import exclusions, usable_runs
+from workflow_scripts.analysis import bracket, sweep
+from workflow_scripts.analysis.cells import exclusions, selected_rows, usable_runs
 from workflow_scripts.analysis.fit import approach1
 from workflow_scripts.analysis.fit import huber as hf
 from workflow_scripts.analysis.fit import parametric
@@ -101,7 +101,7 @@ def fit_experiment(runs: pd.DataFrame, experiment: str | None = None, curves: pd
     experiment, runs = _experiment_runs(runs, experiment)
     thresholds = quality.check_thresholds(thresholds, DEFAULTS["quality"])
     if curves is not None:
-        curves = curves[curves["experiment"].astype(str) == experiment]
+        curves = selected_rows(curves[curves["experiment"].astype(str) == experiment])
     job = Job(experiment, usable_runs(runs), exclusions(runs), curves, **options)
     _check_options(job)
     laws = registry.requested(runs, law_names, curves is not None)
@@ -127,8 +127,9 @@ def fit_experiment(runs: pd.DataFrame, experiment: str | None = None, curves: pd
               "approach1_points": job.approach1_points, "curve_skip": job.curve_skip,
               "huber_delta": hf.HUBER_DELTA, "grid": _grid_record(power_law.DEFAULT_GRID),
               "grid_parametric": _grid_record(parametric.DEFAULT_GRID), "quality": thresholds}
+    swept = sweep.section(runs)  # a swept experiment: the settings selected, and those at the sweep's edge
     return {"format_version": FORMAT_VERSION, "experiment": experiment, "optimal_loss": optimal,
-            "laws": fitted, **sections, "provenance": provenance(config=config)}
+            "laws": fitted, **sections, **({"sweep": swept} if swept else {}), "provenance": provenance(config=config)}
 
 
 def _grid_record(grid) -> dict[str, list[float]]:
