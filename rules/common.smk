@@ -174,12 +174,14 @@ TRAIN_GPU_MODEL = per_experiment(lambda exp: gpu_request(exp)["gpu_model"])
 
 def get_bracket_records(experiment, rounds):
     """Records of the experiment's first ``rounds`` bracketing rounds, each a checkpoint's output
-    (Snakemake runs it first), up to the first that extends nothing."""
-    records = []
+    (Snakemake runs it first), up to the first that extends nothing or adds no cell."""
+    exp, records = config["experiments"][experiment], []
     for r in range(rounds):
         path = checkpoints.bracket.get(experiment=experiment, round=r).output[0]
         records.append(bracket.read_record(path))
         if not records[-1]["extend"]:
+            break
+        if not TRAIN_JOBS.round_adds_cells(experiment, exp, records):
             break
     return records
 
@@ -193,10 +195,7 @@ def get_experiment_cells(experiment, rounds=None):
     records = get_bracket_records(
         experiment, exp["bracket"]["rounds"] if rounds is None else rounds
     )
-    added = bracket.added_sizes(exp, records)
-    TRAIN_JOBS.add_sizes(experiment, added)
-    names = {model_name(size) for size in exp["models"] + added}
-    return [c for c in TRAIN_JOBS.experiment_cells(experiment) if c.model in names]
+    return TRAIN_JOBS.bracketed_cells(experiment, exp, records)
 
 
 def get_experiment_cell_files(name):

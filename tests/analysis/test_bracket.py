@@ -65,3 +65,25 @@ def test_the_fits_section_states_whether_the_limit_was_reached():
     bracketed = bracket.section(records[:1] + [{"round": 1, "budgets": [], "extend": []}], ["L2-d64-h2"], 2,
                                 {"budgets": [{"C": 1e19, "minimum_inside_range": True}]})
     assert not bracketed["limit_reached"] and bracketed["vertices_outside"] == []
+    assert (reached["ended"], bracketed["ended"]) == ("rounds_limit", "bracketed")
+    stalled = bracket.section(records[:1], [], 2, outside)  # round 0's sizes admitted by no budget
+    assert stalled["limit_reached"] and stalled["ended"] == "no_cell_admitted"
+
+
+def test_a_swept_grid_brackets_the_selected_settings_only(tmp_path):
+    # The tuned profile (x1) has its vertex inside; the untuned settings (x0.1) are worse, most of
+    # all at the small sizes, so a parabola through every point would lean above.
+    sizes, budgets, losses = profile(1e19, 1.0)
+    rows = []
+    for i, (n, c, loss) in enumerate(zip(sizes, budgets, losses)):
+        for setting, extra in (("lr=x1", 0.0), ("lr=x0.1", 2.0 / (i + 1))):
+            rows.append({"experiment": "iso", "model": f"m{i}", "data": "C1e19", "seed": 0, "setting": setting,
+                         "status": "ok", "N_nonembedding": n, "C_budget": c, "D": c / (6 * n),
+                         "val_loss": loss + extra})
+    paths = []
+    for i, row in enumerate(rows):
+        path = tmp_path / f"cell{i}.json"
+        path.write_text(json.dumps(row))
+        paths.append(str(path))
+    record = bracket.round_record("iso", 0, paths)
+    assert record["n_usable"] == 5 and record["budgets"][0]["side"] == "inside" and record["extend"] == []

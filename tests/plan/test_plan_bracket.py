@@ -56,3 +56,24 @@ def test_bracketing_needs_an_isoflop_sweep(tiny_config):
                                           r"compute_budgets and a size_sweep") as info:
         validate_config(config)
     assert "\n" not in str(info.value)
+
+
+def test_a_round_whose_sizes_no_budget_admits_adds_no_cell_and_ends_the_rounds():
+    from tests.helpers import TINY_CONFIG
+    from workflow_scripts.plan.jobs import TrainJobs
+
+    config = copy.deepcopy(TINY_CONFIG)
+    config["experiments"] = {"iso": {
+        "dataset": "synthetic", "tokenizer": "char", "model": {"context": 32},
+        "size_sweep": {"base": {"n_layer": 1, "d_model": 8, "n_head": 2}, "scale": "d_model", "factor": 2.0,
+                       "count": 2, "multiple_of": 2},
+        "compute_budgets": [2.0e8, 4.0e8], "tokens_per_parameter": [0.2, 300], "bracket": {"rounds": 2},
+        "training": {"batch_size": 8}}}
+    config["datasets"]["synthetic"]["symbols"]["train"] = 400000  # planned only: nothing is generated
+    config = validate_config(config)
+    exp, jobs = config["experiments"]["iso"], TrainJobs(config)
+    # Width 4 has so few parameters that D / N exceeds 300 at both budgets; width 32 fits (0.22, 0.43).
+    assert not jobs.round_adds_cells("iso", exp, [{"round": 0, "extend": ["below"]}])
+    assert jobs.round_adds_cells("iso", exp, [{"round": 0, "extend": ["above"]}])
+    assert len(jobs.bracketed_cells("iso", exp, [{"round": 0, "extend": ["above"]}])) > len(
+        jobs.bracketed_cells("iso", exp, []))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from workflow_scripts.plan import bracket
 from workflow_scripts.plan.flags import cell_flags, stable_phase_flags
-from workflow_scripts.plan.grid import Cell, branch_groups, expand_grid
+from workflow_scripts.plan.grid import Cell, branch_groups, expand_grid, model_name
 from workflow_scripts.plan.inputs import branch_folder, samples_files, token_files
 from workflow_scripts.plan.resources import train_group, train_resources
 
@@ -42,6 +43,19 @@ class TrainJobs:
 
     def experiment_cells(self, experiment: str) -> list[Cell]:
         return [cell for cell in self.cells.values() if cell.experiment == experiment]
+
+    def bracketed_cells(self, experiment: str, exp: dict, records: list[dict]) -> list[Cell]:
+        """The cells of ``exp`` (as planned) and of the sizes its bracketing rounds ``records`` added."""
+        added = bracket.added_sizes(exp, records)
+        self.add_sizes(experiment, added)
+        names = {model_name(size, exp["model"]["family"]) for size in exp["models"] + added}
+        return [c for c in self.experiment_cells(experiment) if c.model in names]
+
+    def round_adds_cells(self, experiment: str, exp: dict, records: list[dict]) -> bool:
+        """Whether the last of ``records`` adds a cell: if no budget admits the sizes it asks for,
+        the next round would judge the same cells again, so the rounds end there."""
+        before = self.bracketed_cells(experiment, exp, records[:-1])
+        return len(self.bracketed_cells(experiment, exp, records)) > len(before)
 
     def cell(self, key: tuple) -> Cell:
         """A cell, or for a stable phase the largest cell of its branch group (whose run it is)."""
