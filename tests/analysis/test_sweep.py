@@ -10,7 +10,7 @@ import pytest
 from workflow_scripts.analysis import sweep
 from workflow_scripts.analysis.aggregate import write_runs
 from workflow_scripts.analysis.cells import cell_ids, exclusions, usable_runs
-from workflow_scripts.analysis.law_summary import sweep_lines
+from workflow_scripts.analysis.law_summary import experiment_rst, sweep_lines
 
 MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -128,3 +128,10 @@ def test_an_unswept_table_has_no_sweep_section():
     runs = u_runs().drop(columns=["setting", "sweep.lr"])
     assert not sweep.swept(runs) and sweep.section(runs) is None
     assert sweep.select(runs)["selected"].all()
+
+
+def test_the_report_summary_says_what_was_swept_and_the_optimal_rates_law():
+    runs = sweep.select(u_runs(jitter=(0.1, -0.1, 0.05, -0.05)))
+    text = "\n".join(experiment_rst({"experiment": "e", "laws": {}, "sweep": sweep.section(runs)}))
+    assert "best of 5 settings of lr per cell; 0 of 8 selections at the sweep's edge" in text
+    assert "optimal lr ∝ N^-0.5" in text and "over 4 sizes" in text

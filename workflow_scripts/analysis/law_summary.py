@@ -137,10 +137,31 @@ def experiment_rst(fits: dict[str, Any]) -> list[str]:
         lines += [".. list-table::", "   :header-rows: 1", ""]
         lines += [line for row in rows for line in (f"   * - {row[0]}", *(f"     - {c}" for c in row[1:]))]
         lines.append("")
+    lines += sweep_rst(fits)
     skipped = [law for law, entry in fits.get("laws", {}).items() if "skipped" in entry]
     if skipped:
         lines += [f"Not fitted (reasons in fits.json): {_rst(', '.join(skipped))}.", ""]
     return lines
+
+
+def sweep_text(fits: dict[str, Any]) -> str | None:
+    """One sentence on a swept experiment: what was swept, the edges, the optimal rate's power law."""
+    record = fits.get("sweep")
+    if not record:
+        return None
+    text = (f"Laws fitted to the best of {len(record['settings'])} settings of {', '.join(record['keys'])} "
+            f"per cell; {len(record['edges'])} of {len(record['selected'])} selections at the sweep's edge")
+    lr = record.get("optimal_lr") or {}
+    if lr.get("gamma") is not None:
+        ci = lr.get("gamma_ci")
+        interval = f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else " (no interval: two sizes)"
+        text += f"; optimal lr ∝ N^{lr['gamma']:.3g}{interval} over {lr['fitted_on']} sizes"
+    return text + "."
+
+
+def sweep_rst(fits: dict[str, Any]) -> list[str]:
+    text = sweep_text(fits)
+    return [_rst(text), ""] if text else []
 
 
 def summary_rst(fits_list: list[dict[str, Any]]) -> str:
