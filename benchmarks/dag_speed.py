@@ -71,15 +71,12 @@ def dry_run(snakefile: Path, workdir: Path, *args: str) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cells", type=int, default=10_000, help="training cells of the grid")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each; the best is kept")
-    args = parser.parse_args()
+def measure(cells: int, repeats: int = 1) -> dict:
+    """Both dry runs side by side, best of ``repeats``: the grid's and the trivial workflow's wall and CPU."""
     with tempfile.TemporaryDirectory(prefix="dag_speed.") as tmp:
         root = Path(tmp)
         (root / "grid").mkdir()
-        config = grid_config(args.cells)
+        config = grid_config(cells)
         exp = config["experiments"]["synthetic"]
         n_cells = len(exp["models"]) * len(exp["data_sizes"]) * len(exp["seeds"])
         (root / "grid.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -87,14 +84,32 @@ def main() -> None:
         trivial_snakefile = root / "trivial" / "Snakefile"
         trivial_snakefile.write_text(TRIVIAL.format(jobs=n_cells))
         grid = [dry_run(REPO / "Snakefile", root / "grid", "--configfile", str(root / "grid.yaml"))
-                for _ in range(args.repeats)]
-        trivial = [dry_run(trivial_snakefile, root / "trivial") for _ in range(args.repeats)]
+                for _ in range(repeats)]
+        trivial = [dry_run(trivial_snakefile, root / "trivial") for _ in range(repeats)]
     (grid_wall, grid_cpu), (trivial_wall, trivial_cpu) = (
         (min(w for w, _ in runs), min(c for _, c in runs)) for runs in (grid, trivial))
-    print(f"dag_speed: snakemake -n --forceall, best of {args.repeats} (wall, CPU user + system)")
-    print(f"  this workflow, {n_cells:,} cells: {grid_wall:.1f} s wall, {grid_cpu:.1f} s CPU")
-    print(f"  trivial workflow, {n_cells:,} jobs: {trivial_wall:.1f} s wall, {trivial_cpu:.1f} s CPU")
-    print(f"  ratio: {grid_wall / trivial_wall:.2f}x wall, {grid_cpu / trivial_cpu:.2f}x CPU (target: at most 3x)")
+    return {"cells": n_cells, "repeats": repeats, "grid_wall_s": grid_wall, "grid_cpu_s": grid_cpu,
+            "trivial_wall_s": trivial_wall, "trivial_cpu_s": trivial_cpu,
+            "ratio_wall": grid_wall / trivial_wall, "ratio_cpu": grid_cpu / trivial_cpu}
+
+
+def report(r: dict) -> list[str]:
+    """The lines ``main`` prints for a ``measure`` result."""
+    return [
+        f"dag_speed: snakemake -n --forceall, best of {r['repeats']} (wall, CPU user + system)",
+        f"  this workflow, {r['cells']:,} cells: {r['grid_wall_s']:.1f} s wall, {r['grid_cpu_s']:.1f} s CPU",
+        f"  trivial workflow, {r['cells']:,} jobs: {r['trivial_wall_s']:.1f} s wall, "
+        f"{r['trivial_cpu_s']:.1f} s CPU",
+        f"  ratio: {r['ratio_wall']:.2f}x wall, {r['ratio_cpu']:.2f}x CPU (target: at most 3x)",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", type=int, default=10_000, help="training cells of the grid")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each; the best is kept")
+    args = parser.parse_args()
+    print("\n".join(report(measure(args.cells, args.repeats))))
 
 
 if __name__ == "__main__":

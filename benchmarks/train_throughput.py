@@ -1,4 +1,4 @@
-"""Training-step throughput against Hugging Face's GPT-2 in the same run, and a cell's fixed overhead.
+"""Training-step throughput against Hugging Face's GPT-2 in the same run.
 
     python benchmarks/train_throughput.py                    # ≈ 3 minutes on 2 cores
     python benchmarks/train_throughput.py --quick            # ≈ 30 s: batch 8, 3 repeats, one thread
@@ -29,9 +29,8 @@ and attention without the causal discount, which the kernels skip: at a large
 vocabulary and small width it exceeds the FLOPs done, and utilisation can
 pass 100%.
 
-Last it times ``python -m workflow_scripts.train.token_cell`` on a tiny cell, three
-times: process start to the first training step, and the last step to
-``metrics.json`` written and to the process's exit.
+A cell's fixed cost (process start to the first step, teardown) is measured by
+benchmarks/study_speed.py (``--parts fixed``), against a bare ``import torch``.
 
 What was measured (2026-11, one thread, quiet machine, cpu clock, --quick): eager
 1.00-1.18x HF (1.18x at L2 d32 V65, 1.00-1.03x elsewhere), MFU 86-103% at d 256;
@@ -58,9 +57,7 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -249,70 +246,6 @@ def write_tokens(folder: Path, name: str, n: int, vocab: int, seed: int) -> Path
     return path
 
 
-def overhead_child(stamps: str, argv: list[str]) -> None:
-    """``python -m workflow_scripts.train.token_cell argv``, noting when the first step starts and the last ends."""
-    import atexit
-    import runpy
-
-    import torch
-    from torch.optim.optimizer import register_optimizer_step_post_hook
-
-    times: dict[str, float] = {}
-
-    def before_forward(module, _inputs):
-        if type(module).__name__ == "GPT" and module.training:  # evaluation runs in eval mode
-            times.setdefault("first_step", time.time())
-
-    def after_step(_optimizer, _args, _kwargs):
-        times["last_step"] = time.time()
-
-    torch.nn.modules.module.register_module_forward_pre_hook(before_forward)
-    register_optimizer_step_post_hook(after_step)
-    atexit.register(lambda: Path(stamps).write_text(json.dumps(times | {"shutdown": time.time()})))
-    sys.argv = ["workflow_scripts.train.token_cell", *argv]
-    runpy.run_module("workflow_scripts.train.token_cell", run_name="__main__", alter_sys=True)
-
-
-def fixed_overhead(runs: int = 3) -> None:
-    """Process start → first step, last step → metrics.json and → exit, of a tiny cell (medians)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        train_bin = write_tokens(folder, "train", 20_000, 65, 0)
-        val_bin = write_tokens(folder, "val", 4_000, 65, 1)
-        rows = []
-        for i in range(runs):
-            out = folder / f"run{i}"
-            argv = ["--train-tokens", str(train_bin), "--val-tokens", str(val_bin), "--n-layer", "1",
-                    "--d-model", "16", "--n-head", "2", "--context", "32", "--tokens", "8192",
-                    "--batch-size", "8", "--eval-tokens", "1024", "--eval-points", "4",
-                    "--metrics", str(out / "metrics.json"), "--curve", str(out / "curve.csv")]
-            stamps = folder / f"stamps{i}.json"
-            launched = time.time()
-            subprocess.run([sys.executable, __file__, "--overhead-child", str(stamps), *argv],
-                           cwd=REPO, check=True, capture_output=True)
-            exited = time.time()
-            t = json.loads(stamps.read_text())
-            metrics = json.loads((out / "metrics.json").read_text())
-            rows.append({
-                "start": t["first_step"] - launched,
-                "written": (out / "metrics.json").stat().st_mtime - t["last_step"],
-                "exit": exited - t["last_step"],
-                "teardown": exited - t["shutdown"],
-                "steps": t["last_step"] - t["first_step"],
-                "n_steps": metrics["steps"],
-            })
-        launched = time.time()
-        subprocess.run([sys.executable, "-c", "import torch"], check=True)
-        torch_import = time.time() - launched
-    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    print(
-        f"fixed overhead of a tiny cell (python -m workflow_scripts.train.token_cell, L1 d16, {med['n_steps']:.0f} steps; "
-        f"median of {runs}): process start → first step {med['start']:.2f} s, last step → metrics.json "
-        f"{med['written']:.2f} s, → process exit {med['exit']:.2f} s (interpreter teardown {med['teardown']:.2f} s); the steps {med['steps']:.2f} s; "
-        f"`python -c 'import torch'` {torch_import:.2f} s"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 8, 3 repeats, one thread")
@@ -326,11 +259,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile ours (HF stays eager)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall time, or process CPU time over the threads (default wall)")
-    parser.add_argument("--no-overhead", action="store_true", help="skip the fixed-overhead runs")
-    parser.add_argument("--overhead-child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.overhead_child:
-        return overhead_child(args.overhead_child[0], args.overhead_child[1:])
     if args.quick:
         args.batch, args.repeats, args.threads = 8, 3, "1"
 
@@ -353,8 +282,6 @@ def main() -> None:
               f"{min(peaks):.0f} to {max(peaks):.0f} GFLOP/s")
     ratios = [r["ratio"] for r in rows]
     print(f"ratio ours / HF: {min(ratios):.2f}x to {max(ratios):.2f}x (median {statistics.median(ratios):.2f}x)")
-    if not args.no_overhead:
-        fixed_overhead()
 
 
 if __name__ == "__main__":
