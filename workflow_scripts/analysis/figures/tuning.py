@@ -10,6 +10,7 @@ selected ones the laws use.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 
 from workflow_scripts.analysis import sweep
@@ -28,7 +29,10 @@ def _u_panel(ax, runs, key: str) -> None:
         chosen = part[part["selected"]]
         ax.scatter(chosen["value"], chosen["mean_loss"], s=90, marker="*", color=colour, edgecolor="k", zorder=3)
     if key in LOG_KEYS and (curve["value"] > 0).all():
-        ax.set_xscale("log")
+        ax.set_xscale("log")  # a sweep spans a decade or two: ticks at 1, 2, 5 of each, plain numbers
+        ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
     ax.set(xlabel=f"{key} (each model at its largest D)", ylabel=ps.loss_label(runs))
     ax.set_title(f"loss against {key}; ★ selected", fontsize="x-small")
     ps.legend_right(ax, "parameters N")
