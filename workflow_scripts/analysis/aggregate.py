@@ -40,6 +40,7 @@ OPTIONAL_CURVE_COLUMNS = ["eval_accuracy", "noise_scale"]
 SUMMARY_KEYS = ["experiment", "model", "data", "N", "N_nonembedding", "D"]
 # A swept cell's identity adds its setting (workflow_scripts.analysis.sweep) before the seed.
 SETTING = "setting"
+IDENTITY = ("experiment", "model", "data", SETTING, "seed")
 
 
 def _compact(value: Any) -> str:
@@ -74,7 +75,7 @@ def _read_records(metrics_paths: Iterable[str | os.PathLike]) -> list[tuple[str,
         if missing:
             raise ValueError(f"{path}: metrics lack required key(s) {', '.join(missing)}")
         # Two files for one cell would be counted twice by the bootstrap.
-        cell = tuple(str(record[k]) for k in ("experiment", "model", "data", SETTING, "seed") if k in record)
+        cell = tuple(str(record[k]) for k in IDENTITY if k in record)
         if cell in seen:
             raise ValueError(f"{path}: cell {'/'.join(cell)} already read from {seen[cell]}")
         seen[cell] = path
@@ -151,8 +152,7 @@ def write_runs(metrics_paths: Iterable[str | os.PathLike], out_csv: str | os.Pat
     runs = collect_runs(metrics_paths, select)
     table = collect_curves(metrics_paths) if curves else None
     if table is not None and "selected" in runs.columns:  # the laws' curves are the selected cells'
-        identity = ["experiment", "model", "data", SETTING, "seed"]
-        table = table.merge(runs[identity + ["selected"]], on=identity, how="left", sort=False)
+        table = table.merge(runs[[*IDENTITY, "selected"]], on=list(IDENTITY), how="left", sort=False)
     with atomic_path(out_csv, suffix=".csv") as tmp:
         runs.to_csv(tmp, index=False)
     if curves:

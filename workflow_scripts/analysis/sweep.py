@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from workflow_scripts.analysis.cells import usable_mask
+
 GROUP = ["experiment", "model", "data"]
 
 
@@ -31,11 +33,16 @@ def sweep_columns(runs: pd.DataFrame) -> list[str]:
 
 def _scores(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (experiment, model, data, setting): usable seeds and their mean validation loss."""
-    loss = pd.to_numeric(runs["val_loss"], errors="coerce")
-    usable = (runs["status"] == "ok") & np.isfinite(loss) & (loss > 0)
-    frame = runs.assign(_usable=usable, _loss=loss.where(usable))
+    usable = usable_mask(runs)
+    frame = runs.assign(_usable=usable, _loss=pd.to_numeric(runs["val_loss"], errors="coerce").where(usable))
     return frame.groupby([*GROUP, "setting"], sort=False).agg(
         n_usable=("_usable", "sum"), mean_loss=("_loss", "mean"), D=("D", "max")).reset_index()
+
+
+def _at_largest_d(scores: pd.DataFrame) -> pd.DataFrame:
+    """The usable scores of each model at its largest D."""
+    scores = scores[scores["n_usable"] > 0]
+    return scores[scores["D"] == scores.groupby(["experiment", "model"])["D"].transform("max")]
 
 
 def _best(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -55,9 +62,7 @@ def select(runs: pd.DataFrame, mode: str = "per_cell") -> pd.DataFrame:
     if mode == "per_cell":
         best = _best(scores, GROUP)[[*GROUP, "setting"]]
     else:  # each model's best at its largest D, applied to all its D
-        scores = scores[scores["n_usable"] > 0]
-        largest = scores[scores["D"] == scores.groupby(["experiment", "model"])["D"].transform("max")]
-        best = _best(largest, ["experiment", "model"])[["experiment", "model", "setting"]]
+        best = _best(_at_largest_d(scores), ["experiment", "model"])[["experiment", "model", "setting"]]
     chosen = set(map(tuple, best.astype(str).to_numpy()))
     keys = runs[list(best.columns)].astype(str).apply(tuple, axis=1)
     return runs.assign(selected=keys.isin(chosen).to_numpy())
@@ -90,8 +95,7 @@ def u_curve(runs: pd.DataFrame, key: str) -> pd.DataFrame:
     column = f"sweep.{key}"
     scores = _scores(runs).merge(runs.drop_duplicates([*GROUP, "setting"])[
         [*GROUP, "setting", column, "N_nonembedding", "selected"]], on=[*GROUP, "setting"])
-    scores = scores[scores["n_usable"] > 0]
-    scores = scores[scores["D"] == scores.groupby(["experiment", "model"])["D"].transform("max")]
+    scores = _at_largest_d(scores)
     best = scores.sort_values("mean_loss", kind="stable").groupby(["model", column], sort=False)
     curve = best.agg(N=("N_nonembedding", "first"), D=("D", "first"), mean_loss=("mean_loss", "first"),
                      selected=("selected", "any")).reset_index().rename(columns={column: "value"})
