@@ -148,10 +148,16 @@ def test_ctrl_c_as_the_temporary_file_is_created_leaves_no_file_behind(tmp_path,
         return made
 
     monkeypatch.setattr(tempfile, "mkstemp", create_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write_text(tmp_path / "metrics.json", "{}")
-    assert list(tmp_path.iterdir()) == []
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own Ctrl-C handler, whatever this process inherited (a suite started in the
+    # background has SIGINT ignored).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write_text(tmp_path / "metrics.json", "{}")
+        assert list(tmp_path.iterdir()) == []
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_describe_names_the_cause_behind_a_wrapped_error(tmp_path):
