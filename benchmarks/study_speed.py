@@ -153,9 +153,15 @@ def time_loop(spec: dict, folder: Path) -> dict:
 
 
 def job_seconds(benchmarks: Path) -> tuple[int, float]:
-    """How many Snakemake benchmark files (``*.tsv``) lie under ``benchmarks``, and their jobs' seconds."""
-    tsvs = sorted(benchmarks.rglob("*.tsv"))
-    return len(tsvs), sum(float(next(csv.DictReader(p.open(), delimiter="\t"))["s"]) for p in tsvs)
+    """The cells with a benchmark file under ``benchmarks/train``, and the seconds of the jobs that trained
+    them: a cell's own job, or the pack's (``benchmarks/packs``; a packed cell's line, marked ``packed``,
+    is its share of the pack's job, workflow_scripts.train.pack)."""
+    def row(path: Path) -> dict:
+        return next(csv.DictReader(path.open(), delimiter="\t"))
+
+    cells = [row(p) for p in sorted((benchmarks / "train").rglob("*.tsv"))]
+    packs = [row(p) for p in sorted((benchmarks / "packs").rglob("*.tsv"))]
+    return len(cells), sum(float(r["s"]) for r in cells + packs if r.get("packed") != "true")
 
 
 def time_pipeline(workdir: Path, config: Path, targets: list[str]) -> dict:
@@ -163,7 +169,7 @@ def time_pipeline(workdir: Path, config: Path, targets: list[str]) -> dict:
     wall, cpu = run_snakemake(workdir, *targets, "--configfile", str(config))
     metrics = [json.loads((workdir / t).read_text()) for t in targets]
     return {"wall": wall, "cpu": cpu, "val_mse": [m["val_loss"] for m in metrics],
-            "job_s": job_seconds(workdir / "results" / "sine_N" / "benchmarks" / "train")[1],
+            "job_s": job_seconds(workdir / "results" / "sine_N" / "benchmarks")[1],
             "train_s": sum(m["wall_time_s"] for m in metrics)}
 
 
@@ -245,7 +251,7 @@ def study_record(results: Path) -> dict:
     if not metrics:
         sys.exit(f"{results}: no {'|'.join(experiments)}/runs/*/*/*/metrics.json: "
                  "not a default study's results")
-    jobs = [job_seconds(results / e / "benchmarks" / "train") for e in experiments]
+    jobs = [job_seconds(results / e / "benchmarks") for e in experiments]
     n_jobs, job_s = sum(n for n, _ in jobs), sum(s for _, s in jobs)
     mtimes = [p.stat().st_mtime for p in results.rglob("*") if p.is_file()]
     return {"cells": len(metrics), "flops": sum(json.loads(p.read_text())["C"] for p in metrics),

@@ -157,6 +157,23 @@ def get_train_group(wildcards):
     return TRAIN_JOBS.group(get_train_key(wildcards))
 
 
+# A pack's rule (rules/train.smk) asks TRAIN_JOBS for its values by the pack and its seed.
+def get_pack_flags(pack):
+    return lambda wildcards: TRAIN_JOBS.pack_flags(pack, wildcards.seed)
+
+
+def get_pack_command(pack):
+    return lambda wildcards, threads: TRAIN_JOBS.pack_command(
+        pack, wildcards.seed, threads
+    )
+
+
+def get_pack_resource(pack, name):
+    return lambda wildcards, attempt: TRAIN_JOBS.pack_resources(
+        pack, wildcards.seed, attempt
+    )[name]
+
+
 def per_experiment(value):
     """``value(exp)`` of the job's experiment: a plain value when every experiment agrees, since
     Snakemake evaluates a function once or more for every job (issue 16: the DAG's build time).

@@ -53,3 +53,35 @@ use rule train_cell as stable_phase with:
         "results/{experiment}/logs/stable_phase/{model}/{seed}.log",
     benchmark:
         "results/{experiment}/benchmarks/stable_phase/{model}/{seed}.tsv"
+
+
+# Packs (workflow_scripts.plan.packs): a chunk of an experiment's small CPU cells at one seed,
+# trained one after another in one process; each cell keeps the files, log and benchmark
+# file of rule train_cell (the pack writes the last two), over which the pack rules go first.
+for pack in TRAIN_JOBS.packs:
+
+    rule:
+        name:
+            pack.rule
+        input:
+            TRAIN_JOBS.pack_inputs(pack),
+        output:
+            metrics=pack.patterns("runs", "/metrics.json"),
+            curve=pack.patterns("runs", "/curve.csv"),
+        log:
+            job=pack.job_log,
+        benchmark:
+            pack.job_benchmark
+        conda:
+            "../envs/train.yaml"
+        threads: job_threads(config["experiments"][pack.experiment])
+        resources:
+            mem_mb=get_pack_resource(pack, "mem_mb"),
+            runtime=get_pack_resource(pack, "runtime"),
+        params:
+            flags=get_pack_flags(pack),
+            command=get_pack_command(pack),
+        shell:
+            "{params.command} > {log.job} 2>&1"
+
+    workflow.ruleorder(pack.rule, "train_cell", "train_samples_cell")

@@ -62,5 +62,7 @@ def test_a_dry_run_of_the_default_study_needs_only_the_plan_layer(tmp_path):
                          "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     output = (result.stdout + result.stderr).splitlines()
-    commands = [line for line in output if "python -m workflow_scripts.train.token_cell" in line]
-    assert len(commands) == 24  # 6 sizes x 4 data sizes x 1 seed, every one planned
+    alone = [line for line in output if "python -m workflow_scripts.train.token_cell" in line]
+    packs = [line for line in output if "python -m workflow_scripts.train.pack" in line]
+    # 6 sizes x 4 data sizes x 1 seed, every one planned: alone, or in a pack of small cells.
+    assert len(alone) + sum(line.count("--cell ") for line in packs) == 24 and packs and alone

@@ -100,6 +100,8 @@ def study_with_large_and_gpu_cells() -> dict:
     tiny = TINY_CONFIG["experiments"]["tiny"]
     config = copy.deepcopy(TINY_CONFIG)
     config["experiments"]["tiny"]["seeds"] = [0, 1]
+    # One job per cell, as grouped on SLURM: packs (tests/plan/test_plan_packs.py) would train them in 2.
+    config["experiments"]["tiny"]["resources"] = {"pack": False}
     config["experiments"]["large"] = {**tiny, "models": [{"n_layer": 4, "d_model": 256, "n_head": 4}],
                                       "data_sizes": [32768], "training": {**tiny["training"], "epochs": 4}}
     config["experiments"]["gpu"] = {**tiny, "models": tiny["models"][:1], "data_sizes": [4096],

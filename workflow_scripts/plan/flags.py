@@ -29,6 +29,7 @@ from workflow_scripts.plan.sweep import cell_training
 TOKEN_TRAINER = "workflow_scripts.train.token_cell"
 SAMPLES_TRAINER = "workflow_scripts.train.samples_cell"
 DATA_PARALLEL = "workflow_scripts.train.ddp"
+PACK_TRAINER = "workflow_scripts.train.pack"
 
 # Training keys that are not flags of the token trainer: the job's threads, what the plan
 # itself resolves (the rate rule, branching), and compile (placed after the model's flags).
@@ -150,6 +151,16 @@ def job_flags(exp: dict, threads: int, gpus: int, input: dict, output: dict,
     if stable_phase:
         return f"{flags} --branch-dir {output[0]}"
     return f"{flags} --test-tokens {input['test']} --metrics {output['metrics']} --curve {output['curve']}"
+
+
+def pack_command(exp: dict, commands: list[str], logs: list[str], benchmarks: list[str]) -> str:
+    """A pack's job (workflow_scripts.plan.packs): its trainer, then each cell's log, benchmark file
+    and command line (the flags it would be started with alone, after the trainer's module)."""
+    trainer = SAMPLES_TRAINER if exp["model"]["family"] != "transformer" else TOKEN_TRAINER
+    parts = [f"python -m {PACK_TRAINER} --trainer {trainer}"]
+    for command, log, benchmark in zip(commands, logs, benchmarks):
+        parts.append(f"--log {log} --benchmark {benchmark} --cell {shlex.quote(command)}")
+    return " ".join(parts)
 
 
 def fit_flags(analysis: dict) -> str:

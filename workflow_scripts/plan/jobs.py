@@ -12,9 +12,10 @@ import copy
 from typing import Any
 
 from workflow_scripts.plan import bracket
-from workflow_scripts.plan.flags import cell_flags, stable_phase_flags
+from workflow_scripts.plan.flags import cell_flags, job_flags, pack_command, stable_phase_flags
 from workflow_scripts.plan.grid import Cell, branch_groups, expand_grid, model_name
-from workflow_scripts.plan.inputs import branch_folder, samples_files, token_files
+from workflow_scripts.plan.inputs import branch_folder, run_file, samples_files, token_files
+from workflow_scripts.plan.packs import Pack, plan_packs
 from workflow_scripts.plan.resources import train_group, train_resources
 
 
@@ -25,6 +26,8 @@ class TrainJobs:
     def __init__(self, config: dict) -> None:
         self.config = copy.deepcopy(config)  # grows by the sizes bracketing adds; config stays as planned
         self._plan()
+        # Rules are made once, from the grid as planned (bracketed grids have no packs).
+        self.packs = plan_packs(self.config, list(self.cells.values()))
 
     def _plan(self) -> None:
         self.cells = {cell.key: cell for cell in expand_grid(self.config)}
@@ -95,3 +98,33 @@ class TrainJobs:
     def group(self, key: tuple) -> str | None:
         """The cell's group (``workflow_scripts.plan.resources.train_group``); a stable phase runs alone."""
         return train_group(self.config, self.cells[key]) if len(key) == 4 else None
+
+    def pack_inputs(self, pack: Pack) -> list[str]:
+        """The files its cells read: the same for every cell, since no packed cell branches."""
+        exp = self.config["experiments"][pack.experiment]
+        files = samples_files(exp) if exp["model"]["family"] != "transformer" else token_files(exp)
+        return files if isinstance(files, list) else list(files.values())
+
+    def pack_cells(self, pack: Pack, seed: str) -> list[Cell]:
+        return [self.cells[key] for key in pack.keys(seed)]
+
+    def pack_flags(self, pack: Pack, seed: str) -> str:
+        """The cells' flags, one line each: a change in any re-runs the pack."""
+        return "\n".join(self.flags(key) for key in pack.keys(seed))
+
+    def pack_command(self, pack: Pack, seed: str, threads: int) -> str:
+        """``python -m workflow_scripts.train.pack`` with each cell's log, benchmark file and command line."""
+        exp = self.config["experiments"][pack.experiment]
+        commands = []
+        for cell in self.pack_cells(pack, seed):
+            output = {name: run_file(cell, f"{name}.{ext}") for name, ext in (("metrics", "json"), ("curve", "csv"))}
+            inputs = {} if cell.on_samples else token_files(exp)
+            commands.append(f"{self.flags(cell.key)} {job_flags(exp, threads, 0, inputs, output)}")
+        logs = [p.format(seed=seed) for p in pack.patterns("logs/train", ".log")]
+        benchmarks = [p.format(seed=seed) for p in pack.patterns("benchmarks/train", ".tsv")]
+        return pack_command(exp, commands, logs, benchmarks)
+
+    def pack_resources(self, pack: Pack, seed: str, attempt: int) -> dict[str, Any]:
+        """The most memory of its cells, the sum of their times."""
+        each = [self.resources(key, attempt) for key in pack.keys(seed)]
+        return {**each[0], "mem_mb": max(r["mem_mb"] for r in each), "runtime": sum(r["runtime"] for r in each)}

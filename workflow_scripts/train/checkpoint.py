@@ -43,6 +43,11 @@ NOT_IDENTITY = ("metrics", "curve", "checkpoint", "checkpoint_every_steps", "che
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
+def cell_identity(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags that decide what a cell computes (``flags``: its config as a dict)."""
+    return {k: v for k, v in flags.items() if k not in NOT_IDENTITY}
+
+
 def default_path(metrics: str | Path) -> Path:
     """``.../metrics.json`` → ``.../metrics.checkpoint.pt``, beside the cell's outputs."""
     metrics = Path(metrics)
@@ -86,7 +91,7 @@ class Checkpointer:
 
     def __init__(self, path: str | Path, identity: dict[str, Any], every_steps: int = 0, every_s: float = 60.0):
         self.path = Path(path)
-        self.identity = {k: v for k, v in identity.items() if k not in NOT_IDENTITY}
+        self.identity = cell_identity(identity)
         self.every_steps, self.every_s = every_steps, every_s
         self.last_save = time.monotonic()
         self.signum: int | None = None
@@ -95,8 +100,16 @@ class Checkpointer:
         def request_stop(signum, frame):  # only sets a flag: saving inside a handler could tear a step
             self.signum = signum
 
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, request_stop)
+        self._previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+
+    def restore_signal_handlers(self) -> None:
+        """The handlers from before training. A stop signal that came after the last step is passed
+        on to a Python handler among them: a pack's (workflow_scripts.train.pack), which then starts
+        no further cell; a process's default handler would end a finished cell before its outputs."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        if self.signum is not None and callable(self._previous[self.signum]):
+            self._previous[self.signum](self.signum, None)
 
     def due(self, step: int, at_eval: bool, stop: bool | None = None) -> bool:
         """``stop``: whether to stop now; by default whether a stop signal arrived (data-parallel
@@ -197,6 +210,7 @@ def run_cell(train_fn, cfg, path: str | Path, cleanup=None) -> tuple[Checkpointe
         print(stop, file=sys.stderr)
         sys.exit(stop.exit_code)
     finally:
+        checkpointer.restore_signal_handlers()
         if cleanup is not None:
             cleanup()
     return checkpointer, metrics, curve
