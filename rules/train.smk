@@ -66,8 +66,8 @@ for pack in TRAIN_JOBS.packs:
         input:
             TRAIN_JOBS.pack_inputs(pack),
         output:
-            metrics=pack.patterns("runs", "/metrics.json"),
-            curve=pack.patterns("runs", "/curve.csv"),
+            metrics=pack.run_files("metrics.json"),
+            curve=pack.run_files("curve.csv"),
         log:
             job=pack.job_log,
         benchmark:

@@ -7,6 +7,7 @@ that use them are in tests/conftest.py.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,6 +101,17 @@ def planned_jobs(dry_run_output: str, rule: str) -> int:
     """The count of a rule's jobs in the 'Job stats' table of a dry run."""
     counts = [line.split() for line in dry_run_output.splitlines()]
     return next(int(row[1]) for row in counts if len(row) == 2 and row[0] == rule)
+
+
+TRAIN_JOB = re.compile(r"^\s*rule (train_cell|train_samples_cell|train_pack_\w+):\n(?:\s+input: .*\n)?\s+output: (.*)$",
+                       re.MULTILINE)
+
+
+def planned_cells(dry_run_output: str) -> list[str]:
+    """The run folders a dry run plans to train, one per cell, whether alone or in a pack
+    (workflow_scripts.plan.packs): each training job's ``metrics.json`` outputs."""
+    return [path.removesuffix("/metrics.json") for _, outputs in TRAIN_JOB.findall(dry_run_output)
+            for path in outputs.split(", ") if path.endswith("/metrics.json")]
 
 
 def default_sigint() -> None:

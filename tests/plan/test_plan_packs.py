@@ -57,6 +57,6 @@ def test_the_pack_runs_each_cell_with_the_command_it_has_alone():
         parsed = parse_flags(SamplesConfig, shlex.split(command), "")
         assert (parsed.seed, parsed.width) == (2, cell.width)
     # Rule train_cell's files, the seed (and a sweep's setting) the one wildcard.
-    assert pack.patterns("runs", "/metrics.json")[0] == f"results/{pack.experiment}/runs/mlp-L2-w2/D2048/{{seed}}/metrics.json"
+    assert pack.run_files("metrics.json")[0] == f"results/{pack.experiment}/runs/mlp-L2-w2/D2048/{{seed}}/metrics.json"
     assert jobs.pack_resources(pack, "seed0", 1)["runtime"] == sum(
         jobs.resources(key, 1)["runtime"] for key in pack.keys("seed0"))

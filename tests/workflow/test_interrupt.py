@@ -5,7 +5,12 @@ Ctrl-C sends) once a cell has finished, then, on the restart, with SIGKILL to
 Snakemake and its jobs (a crash or power cut) once another has. The third run
 (after `snakemake --unlock`, as the README says) completes it. The cells
 Snakemake reported finished keep their files untouched, and runs.csv equals
-that of an uninterrupted run of the same study, started beside it.
+that of an uninterrupted run of the same study, started beside it. The interrupted
+study trains a job per cell (``resources.pack: false``), the uninterrupted one the four
+cells in one pack (workflow_scripts.plan.packs): the same numbers either way.
+
+A pack killed halfway (SIGKILL once one of its cells is done) and started again writes
+that cell back from its record and trains only the others.
 """
 
 import os
@@ -26,6 +31,7 @@ pytestmark = pytest.mark.slow
 # Four cells, run one at a time (--cores 1) so that they finish seconds apart.
 CONFIG = {**TINY_CONFIG, "experiments": {"tiny": {**TINY_CONFIG["experiments"]["tiny"],
                                                   "models": TINY_CONFIG["experiments"]["tiny"]["models"][:2]}}}
+ALONE = {**CONFIG, "experiments": {"tiny": {**CONFIG["experiments"]["tiny"], "resources": {"pack": False}}}}
 TARGET = "results/tiny/runs.csv"
 UNSTABLE = ("wall_time_s", "tokens_per_s")  # differ between two runs of the same cell
 CELL_JOB = re.compile(r"rule train_cell:\n(?:    .*\n)*?    output: (\S+/metrics\.json),.*\n(?:    .*\n)*?    jobid: (\d+)\n")
@@ -67,9 +73,9 @@ def stamps(workdir: Path, metrics: set[str]) -> dict[str, tuple[int, int]]:
 
 def test_interrupted_study_resumes_without_rerunning_finished_cells(tmp_path):
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    for workdir in (reference, interrupted):
+    for workdir, config in ((reference, CONFIG), (interrupted, ALONE)):
         workdir.mkdir()
-        write_config(workdir / "study.yaml", CONFIG)
+        write_config(workdir / "study.yaml", config)
     uninterrupted = start(reference, tmp_path / "reference.log")
 
     ctrl_c = interrupt_after_a_cell(start(interrupted, tmp_path / "run1.log"), tmp_path / "run1.log", signal.SIGINT)
@@ -95,3 +101,25 @@ def test_interrupted_study_resumes_without_rerunning_finished_cells(tmp_path):
     numeric = [c for c in runs[0].select_dtypes("number").columns if c not in UNSTABLE]
     assert {"val_loss", "train_loss", "N", "D", "C"} <= set(numeric)
     pd.testing.assert_frame_equal(runs[0][numeric], runs[1][numeric], check_exact=False, rtol=1e-9)
+
+
+def test_a_pack_killed_halfway_trains_only_its_unfinished_cells_again(tmp_path):
+    write_config(tmp_path / "study.yaml", CONFIG)
+    run = start(tmp_path, tmp_path / "run1.log")
+    deadline = time.monotonic() + 120
+    while not (records := sorted((tmp_path / "results/tiny/runs").glob("*/*/seed0/metrics.pack-done.json"))):
+        assert run.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, (tmp_path / "run1.log").read_text()[-3000:]
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(timeout=60)
+    done = {r.parent: (r.parent / "metrics.json").read_bytes() for r in records}  # a record follows its outputs
+
+    assert snakemake(tmp_path, "--unlock", "--configfile", str(tmp_path / "study.yaml")).returncode == 0
+    last = snakemake(tmp_path, TARGET, "--cores", "1", "--configfile", str(tmp_path / "study.yaml"))
+    assert last.returncode == 0, last.stderr[-3000:]
+    logs = {cell: (tmp_path / "results/tiny/logs/train" / cell.parent.parent.name / cell.parent.name /
+                   f"{cell.name}.log").read_text() for cell in (tmp_path / "results/tiny/runs").glob("*/*/seed0")}
+    assert len(logs) == 4 and {c for c, log in logs.items() if "written back" in log} == set(done)
+    assert {cell: (cell / "metrics.json").read_bytes() for cell in done} == done
+    assert not list((tmp_path / "results/tiny/runs").glob("*/*/*/metrics.pack-done.json"))

@@ -87,9 +87,11 @@ def test_profile_resolves_from_repository_root(tmp_path):
     result, _ = run_workflow(tmp_path, "-n", "--profile", "slurm", "--configfile", str(config))
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Using profiles slurm and workflow specific profile profiles/default" in result.stdout
-    # the profile's default resources reach the cheap jobs; cells carry their own estimates
+    # the profile's default resources reach the cheap jobs; cells carry their own estimates, and the
+    # pack of the six tiny cells their largest memory and summed time (workflow_scripts.plan.jobs)
     assert re.search(r"resources: .*mem_mb=4000.*runtime=30", result.stdout), result.stdout[-3000:]
-    assert re.search(r"resources: .*mem_mb=1000.*runtime=10, gpu=0", result.stdout), result.stdout[-3000:]
+    pack = re.search(r"rule train_pack_tiny_0:\n(?:\s+.*\n)*?\s+resources: (.*)", result.stdout)
+    assert pack and re.search(r"mem_mb=1000.*runtime=60$", pack[1]), result.stdout[-3000:]
 
 
 def slurm_jobs() -> dict[str, dict[str, str]]:
@@ -100,10 +102,11 @@ def slurm_jobs() -> dict[str, dict[str, str]]:
 
 
 def train_wave_s(log: str) -> float:
-    """Seconds from the first training cell's submission to the last one's end, from snakemake's log."""
+    """Seconds from the first training job's submission (a cell's or a pack's) to the last one's end,
+    from snakemake's log."""
     stamps = []
     for stamp, line in re.findall(r"^\[(.+?)\]\n(.*)$", log, flags=re.M):
-        if line == "rule train_cell:" or line.endswith("(Rule: train_cell)"):
+        if re.fullmatch(r"rule (train_cell|train_pack_\w+):|.*\(Rule: (train_cell|train_pack_\w+)\)", line):
             stamps.append(datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y"))
     return (max(stamps) - min(stamps)).total_seconds()
 
@@ -122,6 +125,8 @@ def test_tiny_study_through_slurm_matches_local(slurm_cluster, tmp_path):
     assert slurm.returncode == 0, slurm.stdout[-5000:]
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", slurm.stdout)
     assert submitted, slurm.stdout[-3000:]
+    # The six tiny cells are one pack's job (workflow_scripts.plan.packs), the GPU cell its own.
+    assert "rule train_pack_tiny_0:" in slurm.stdout and "rule train_cell:" in slurm.stdout
 
     # The same cells, losses and fits as the local run.
     runs = {name: pd.read_csv(d / "results/tiny/runs.csv").sort_values(["model", "data", "seed"], ignore_index=True)
@@ -156,7 +161,7 @@ def test_tiny_study_through_slurm_matches_local(slurm_cluster, tmp_path):
 
     benchmarks = [pd.read_csv(p, sep="\t")["s"].iloc[0]
                   for p in (slurm_dir / "results").glob("*/benchmarks/train/*/*/*.tsv")]
-    print(f"\nSLURM bring-up {slurm_cluster.bring_up_s:.1f} s; study of 6 cells + 1 GPU cell: "
+    print(f"\nSLURM bring-up {slurm_cluster.bring_up_s:.1f} s; study of 6 cells (one pack) + 1 GPU cell: "
           f"local {local_s:.0f} s, SLURM {slurm_s:.0f} s in {len(submitted)} sbatch jobs; "
           f"training cells side by side: wave {train_wave_s(slurm.stdout):.0f} s "
           f"for cells of at most {max(benchmarks):.1f} s")

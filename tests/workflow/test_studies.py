@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, planned_cells
 from workflow_scripts.plan.config import load_config
 from workflow_scripts.plan.grid import expand_grid
 
@@ -37,5 +37,5 @@ def test_study_dry_run_lists_every_cell(study, tmp_path, run_snakemake):
     cells = expand_grid(config)
     result = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "config" / study))
     assert result.returncode == 0, result.stderr[-2000:]
-    trained = result.stdout.count("rule train_cell:") + result.stdout.count("rule train_samples_cell:")
-    assert trained == len(cells) > 0
+    trained = planned_cells(result.stdout)
+    assert len(trained) == len(set(trained)) == len(cells) > 0

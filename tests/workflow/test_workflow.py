@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, TINYSHAKESPEARE, planned_jobs, write_config
+from tests.helpers import REPO, TINYSHAKESPEARE, planned_cells, write_config
 from workflow_scripts.data import synthetic
 from workflow_scripts.data.sources import read_split
 from workflow_scripts.plan.config import load_config, validate_config
@@ -88,7 +88,8 @@ def test_synthetic_study_end_to_end(tiny_config, tmp_path, run_snakemake):
     write_config(config_path, tiny_config)
     dry = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config_path))
     exp = tiny_config["experiments"]["tiny"]
-    assert planned_jobs(dry.stdout, "train_cell") == len(exp["models"]) * len(exp["data_sizes"]), dry.stdout
+    added = planned_cells(dry.stdout)
+    assert len(added) == len(exp["models"]) * len(exp["data_sizes"]) and all(c.endswith("/seed1") for c in added)
 
 
 def test_default_language_on_a_smaller_grid_judges_e_against_its_exact_floor(tmp_path, run_snakemake):
@@ -167,4 +168,5 @@ def test_default_study_dry_run(tmp_path, run_snakemake):
     result = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"))
     assert result.returncode == 0, result.stderr[-2000:]
     cells = expand_grid(load_config(REPO / "config" / "config.yaml"))
-    assert planned_jobs(result.stdout, "train_cell") == len(cells)
+    assert sorted(planned_cells(result.stdout)) == sorted(
+        f"results/{c.experiment}/runs/{c.model}/{c.data}/{c.seed_name}" for c in cells)

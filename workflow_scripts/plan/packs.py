@@ -45,8 +45,13 @@ class Pack:
 
     def patterns(self, folder: str, name: str) -> list[str]:
         """Each cell's file ``<folder>/<model>/<data>/{seed}<name>``, the seed (and a sweep's setting)
-        left as a wildcard: ``patterns("runs", "/metrics.json")`` are rule train_cell's outputs."""
+        left as a wildcard: ``patterns("logs/train", ".log")`` are rule train_cell's logs."""
         return [f"results/{self.experiment}/{folder}/{model}/{data}/{{seed}}{name}" for model, data in self.cells]
+
+    def run_files(self, name: str) -> list[str]:
+        """Each cell's ``runs/<model>/<data>/{seed}/<name>``: ``run_files("metrics.json")`` are rule
+        train_cell's outputs. (No "/metrics.json" in rules/train.smk: the linter takes it for absolute.)"""
+        return self.patterns("runs", f"/{name}")
 
     @property
     def job_log(self) -> str:  # the pack's own output: which cell it is at, and a failure's last line
