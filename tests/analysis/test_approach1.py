@@ -58,6 +58,19 @@ def test_every_curve_point_with_one_data_size_per_model():
     assert fit["a"] == pytest.approx(TRUE_A, abs=0.03)
 
 
+def test_a_grid_whose_largest_data_sizes_decide_the_winners_is_poor():
+    # 13 sizes at 3 data sizes over one decade: every size would want more data than it had, so the
+    # winner changes where the previous one's data ends, and a lands far from the truth (0.87 vs 0.45).
+    starved = fit_experiment(grid_runs(d_values=np.geomspace(1e6, 1e7, 3)), n_boot=20,
+                             law_names=["approach1"])["laws"]["approach1"]
+    assert starved["switches"] == {"n": 10, "at_data_edge": 9} and abs(starved["a"] - TRUE_A) > 0.3
+    assert ("9 of 10 changes of the envelope's winner come where the winner's curve ends (its largest data "
+            "size): 90% > 50%; N_opt follows the grid's data sizes, not the losses") in starved["quality"]["reasons"]
+    full = fit_experiment(grid_runs(), n_boot=20, law_names=["approach1"])["laws"]["approach1"]
+    assert full["switches"] == {"n": 11, "at_data_edge": 0}
+    assert not any("envelope's winner" in r for r in full["quality"]["reasons"])
+
+
 def test_entry_in_fits_json_and_skip_messages(capsys):
     runs = grid_runs(n_values=np.geomspace(1e5, 1e9, 5), d_values=np.geomspace(1e6, 1e12, 7))
     fits = fit_experiment(runs, n_boot=20, law_names=["approach1"])

@@ -124,6 +124,20 @@ def power_fits(env: pd.DataFrame) -> dict[str, float]:
     return {"a": float(a), "b": float(b), "k_N": float(np.exp(log_kn)), "k_D": float(np.exp(log_kd))}
 
 
+def switches(env: pd.DataFrame, points: pd.DataFrame) -> dict[str, int]:
+    """How often the envelope's winner changes, and how often because its curve ends there.
+
+    A size whose curve (its largest data size, or its longest run) ends before the next grid C
+    cannot win there, whatever its loss would have been with more data: a change of winner
+    forced so is set by the grid, not by the losses, as an IsoFLOP vertex outside the sizes run.
+    """
+    reach = points.groupby("N")["C"].max()
+    n_opt, c = env["N_opt"].to_numpy(float), env["C"].to_numpy(float)
+    changes = np.flatnonzero(n_opt[1:] != n_opt[:-1]) + 1
+    ended = sum(int(reach[n_opt[j - 1]] < c[j]) for j in changes)
+    return {"n": int(changes.size), "at_data_edge": ended}
+
+
 def _check_envelope(env: pd.DataFrame) -> None:
     if len(env) < 2:
         raise ValueError("no FLOP count is reached by two model sizes' curves")
@@ -181,7 +195,7 @@ def entry(job: laws.Job) -> dict[str, Any]:
     winners = env.groupby("N_opt").size()
     return {"law": LAW, "form": FORM, "x": "C", "y": "val_loss" if used_mode == "final" else "eval_loss",
             "points_mode": used_mode, **fit, "goodness": {"rmse_log": rmse, "n_points": len(env)},
-            "grid_points": len(env),
+            "grid_points": len(env), "switches": switches(env, points),
             "points": [{k: float(v) for k, v in row.items()} for row in env.to_dict("records")],
             "winners": [{"N": float(n), "n_points": int(c)} for n, c in winners.items()],
             "cells_used": sorted(cell_ids(usable)), "cells_excluded": job.excluded, "warnings": warnings}

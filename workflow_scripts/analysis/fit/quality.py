@@ -168,6 +168,20 @@ def _vertex_reasons(entry: dict[str, Any]) -> list[str]:
             "> 0"]
 
 
+def _envelope_reasons(entry: dict[str, Any], t: Mapping[str, Any]) -> list[str]:
+    """Approach 1's envelope, where its winners change because the winner's curve ends
+    (workflow_scripts.analysis.fit.approach1.switches)."""
+    record = entry.get("switches")
+    if not record or not record["n"]:
+        return []
+    share = record["at_data_edge"] / record["n"]
+    if share <= t["max_envelope_edge_share"]:
+        return []
+    return [f"{record['at_data_edge']} of {record['n']} changes of the envelope's winner come where the winner's "
+            f"curve ends (its largest data size): {_percent(share)} > {_percent(t['max_envelope_edge_share'])}; "
+            "N_opt follows the grid's data sizes, not the losses"]
+
+
 def _approach_reasons(name: str, estimates: Mapping[str, dict[str, Any]], t: Mapping[str, Any]) -> list[str]:
     """Reasons of approach ``name`` from the gap between its a and every other approach's."""
     def text(law):
@@ -215,7 +229,8 @@ def judge(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
     """The reasons a fitted entry is poor by the checks on itself alone (empty: none)."""
     return [*_residual_reasons(entry, thresholds), *_bound_reasons(entry, thresholds),
             *_interval_reasons(entry, thresholds), *_extrapolation_reasons(entry, thresholds),
-            *_vertex_reasons(entry), *_critical_batch_reasons(entry, thresholds)]
+            *_vertex_reasons(entry), *_envelope_reasons(entry, thresholds),
+            *_critical_batch_reasons(entry, thresholds)]
 
 
 def not_judged(entry: dict[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
