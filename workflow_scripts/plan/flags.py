@@ -39,16 +39,19 @@ _NOT_TOKEN_FLAGS = ("threads", "lr_rule", "lr_base_width", "branch", "compile", 
 _NOT_SAMPLES_FLAGS = (*_NOT_TOKEN_FLAGS, "eval_tokens", "noise_scale")
 
 
+def trainer(on_samples: bool) -> str:
+    """The module that trains a cell in one process: a samples cell's or a token cell's."""
+    return SAMPLES_TRAINER if on_samples else TOKEN_TRAINER
+
+
 def launcher(gpus: int, on_samples: bool = False) -> str:
     """The command that starts a cell's training on ``gpus`` GPUs (its flags follow).
 
     Token cells on several GPUs train data-parallel; a samples cell trains in one process.
     """
-    if on_samples:
-        return f"python -m {SAMPLES_TRAINER}"
-    if gpus > 1:
+    if gpus > 1 and not on_samples:
         return f"python -m {DATA_PARALLEL} --nproc-per-node {int(gpus)}"
-    return f"python -m {TOKEN_TRAINER}"
+    return f"python -m {trainer(on_samples)}"
 
 
 def process_threads(threads: int, gpus: int, on_samples: bool = False) -> int:
@@ -156,8 +159,7 @@ def job_flags(exp: dict, threads: int, gpus: int, input: dict, output: dict,
 def pack_command(exp: dict, commands: list[str], logs: list[str], benchmarks: list[str]) -> str:
     """A pack's job (workflow_scripts.plan.packs): its trainer, then each cell's log, benchmark file
     and command line (the flags it would be started with alone, after the trainer's module)."""
-    trainer = SAMPLES_TRAINER if exp["model"]["family"] != "transformer" else TOKEN_TRAINER
-    parts = [f"python -m {PACK_TRAINER} --trainer {trainer}"]
+    parts = [f"python -m {PACK_TRAINER} --trainer {trainer(exp['model']['family'] != 'transformer')}"]
     for command, log, benchmark in zip(commands, logs, benchmarks):
         parts.append(f"--log {log} --benchmark {benchmark} --cell {shlex.quote(command)}")
     return " ".join(parts)

@@ -118,8 +118,7 @@ class TrainJobs:
         commands = []
         for cell in self.pack_cells(pack, seed):
             output = {name: run_file(cell, f"{name}.{ext}") for name, ext in (("metrics", "json"), ("curve", "csv"))}
-            inputs = {} if cell.on_samples else token_files(exp)
-            commands.append(f"{self.flags(cell.key)} {job_flags(exp, threads, 0, inputs, output)}")
+            commands.append(f"{self.flags(cell.key)} {job_flags(exp, threads, 0, self.inputs(cell.key), output)}")
         logs = [p.format(seed=seed) for p in pack.patterns("logs/train", ".log")]
         benchmarks = [p.format(seed=seed) for p in pack.patterns("benchmarks/train", ".tsv")]
         return pack_command(exp, commands, logs, benchmarks)
