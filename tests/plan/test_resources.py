@@ -9,12 +9,16 @@ from tests.helpers import REPO, TINY_CONFIG, write_config
 from workflow_scripts.plan.config import validate_config
 from workflow_scripts.plan.grid import Cell, expand_grid
 from workflow_scripts.models.transformer import GPTConfig, count_parameters
+from workflow_scripts.data import samples
 from workflow_scripts.plan.resources import (
+    GENERATOR_INPUTS,
     MEM_FLOOR_MB,
     RUNTIME_FLOOR_MIN,
+    SAMPLE_INPUTS_BOUND,
     SMALL_CELL_FLOPS,
     SMALL_GROUP,
     parameter_bound,
+    sample_inputs,
     train_flops,
     train_group,
     train_mem_mb,
@@ -130,3 +134,13 @@ def test_slurm_profile_runs_small_cells_eight_to_a_job(tmp_path, run_snakemake):
     assert not any("experiment=large" in g or "experiment=gpu" in g for g in small)
     gpu_cell = planned.stdout.split("wildcards: experiment=gpu,", 1)[1]
     assert re.search(r"--threads 1 --gpus 1 ", gpu_cell)  # the cell's GPUs reach the job, which claims them
+
+
+def test_generator_inputs_are_those_the_generators_make():
+    # The plan (torch- and data-free) fixes each generator's inputs per sample for its FLOPs bound.
+    counts = {"train": 4, "val": 2, "test": 2}
+    for name, make in (("sine", samples.sine), ("mnist1d", samples.mnist1d)):
+        arrays, _ = make({"source": "generator", "generator": name}, counts)
+        assert arrays["train"][0][0].size == GENERATOR_INPUTS[name], name
+    assert sample_inputs({"source": "generator", "generator": "sine"}) == 1
+    assert sample_inputs({"source": "local", "generator": "hmm_language"}) == SAMPLE_INPUTS_BOUND

@@ -96,18 +96,27 @@ def cell_shape(config: dict, cell: Cell) -> tuple[dict, int, int, int]:
 # 70,000 images are 220 MB, so this covers the image studies with room for activations.
 SAMPLES_MEM_MB = 2000
 # Inputs a samples model may read per sample (MNIST's 28 × 28), and the spatial positions a
-# cnn's first block convolves over, for the compute bound below.
+# cnn's first block convolves over, for the compute bound below; a generator's own inputs
+# where the config fixes them (workflow_scripts.data.samples: sine's x, MNIST-1D's 40 points;
+# tests/plan/test_resources.py checks them against the generated arrays).
 SAMPLE_INPUTS_BOUND = 784
+GENERATOR_INPUTS = {"sine": 1, "mnist1d": 40}
 
 
-def samples_train_flops(cell: Cell, epochs: int) -> float:
+def sample_inputs(ds: dict) -> int:
+    """Inputs per sample of a samples dataset: a generator's own, else the bound (image tables)."""
+    return GENERATOR_INPUTS.get(ds["generator"], SAMPLE_INPUTS_BOUND) if ds["source"] == "generator" \
+        else SAMPLE_INPUTS_BOUND
+
+
+def samples_train_flops(cell: Cell, epochs: int, inputs: int) -> float:
     """An upper bound on an mlp or cnn cell's training FLOPs (6 per weight use per sample)."""
     width = cell.width  # channels of the first block (cnn), the hidden width (mlp)
     if cell.family == "cnn":  # 3 × 3 kernels, channels doubling per block, every position of the input
         per_sample = sum(9 * (width << i) * (width << max(i - 1, 0)) for i in range(cell.n_layer))
-        per_sample *= SAMPLE_INPUTS_BOUND
+        per_sample *= inputs
     else:
-        per_sample = SAMPLE_INPUTS_BOUND * width + cell.n_layer * width * width
+        per_sample = inputs * width + cell.n_layer * width * width
     return 6.0 * per_sample * cell.data_size * epochs
 
 
@@ -115,7 +124,7 @@ def cell_flops(config: dict, cell: Cell) -> float:
     """The cell's training FLOPs bound (its runtime and whether it is small)."""
     exp = config["experiments"][cell.experiment]
     if cell.on_samples:
-        return samples_train_flops(cell, exp["training"]["epochs"])
+        return samples_train_flops(cell, exp["training"]["epochs"], sample_inputs(config["datasets"][exp["dataset"]]))
     _, d_ff, context, vocab = cell_shape(config, cell)
     return train_flops(cell, d_ff, context, vocab, exp["training"]["epochs"], exp["model"]["tied_embeddings"])
 
