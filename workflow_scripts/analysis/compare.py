@@ -120,9 +120,15 @@ def compare_figure(variants: list[tuple[pd.DataFrame, dict[str, Any]]]):
                     title="accuracy vs. compute (line: frontier)")
         ps.log_axes(axes[2], loss_y=False)
         axes[2].title.set_fontsize("small")
-    axes[0].legend(fontsize="x-small", loc="upper right")
+    # Below the panels: each variant's entry carries its exponents and verdicts, too long to sit
+    # inside an axes without covering its points.
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize="x-small", loc="lower center", ncol=min(len(handles), 3),
+                   frameon=False)
     fig.suptitle(f"Variants compared — {variants[0][1].get('experiment', '')}", fontsize="medium")
-    fig.tight_layout()
+    rows = -(-len(handles) // 3)  # ceil: legend rows to keep clear of the panels
+    fig.tight_layout(rect=(0, 0.06 * rows, 1, 1))
     return fig
 
 

@@ -22,6 +22,7 @@ from workflow_scripts.plan import checks, local_files
 from workflow_scripts.plan.sweep import check_sweep
 from workflow_scripts.plan.grid import (
     SAMPLE_FAMILIES, _budget_point, budget_name, is_samples_dataset, known_train_tokens, resolve_model_sizes,
+    trains_on_samples,
 )
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
@@ -199,7 +200,7 @@ def _check_grid_axis(config: dict, name: str, exp: dict) -> None:
             f"config error: {where}.data_sizes = []: expected at least one entry (the grid is empty), "
             "or compute_budgets"
         )
-    if exp["model"]["family"] in SAMPLE_FAMILIES:
+    if trains_on_samples(exp):
         _check_budget_fits_corpus(config, name, exp)
         return
     smallest_batch = exp["training"]["batch_size"] * exp["model"]["context"]
@@ -312,7 +313,7 @@ def _check_budget_fits_corpus(config: dict, name: str, exp: dict) -> None:
     available = known_train_tokens(config, exp)
     largest = max(exp["data_sizes"])
     # A token cell reads D + 1 tokens (the last target); a samples cell reads D samples.
-    needed, unit = (largest, "samples") if exp["model"]["family"] in SAMPLE_FAMILIES else (largest + 1, "symbols")
+    needed, unit = (largest, "samples") if trains_on_samples(exp) else (largest + 1, "symbols")
     if available is not None and needed > available:
         raise ConfigError(
             f"config error: experiments.{name}.data_sizes = {largest}: exceeds the {available} training "

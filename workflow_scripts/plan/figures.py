@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from workflow_scripts.plan.config import load_schema
+from workflow_scripts.plan.grid import trains_on_samples
 from workflow_scripts.plan.sweep import swept_keys
 
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "analysis" / "figures" / "figures.yaml"
@@ -93,7 +94,7 @@ def fitted_laws(experiment: dict) -> tuple[str, ...]:
         return tuple(named)
     kind = grid_kind(experiment)
     values = {"models": len(experiment["models"]), "data": len(experiment[kind])}
-    noise = experiment["training"]["noise_scale"] and experiment["model"]["family"] == "transformer"
+    noise = experiment["training"]["noise_scale"] and not trains_on_samples(experiment)
     return tuple(law for law in law_names() if (kind == "compute_budgets" or law not in BUDGET_LAWS)
                  and (noise or law not in NOISE_LAWS)
                  and all(values[axis] > 1 for axis in LAW_AXES.get(law, ())))

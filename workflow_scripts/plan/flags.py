@@ -21,7 +21,7 @@ import json
 import shlex
 from typing import Any, NamedTuple
 
-from workflow_scripts.plan.grid import Cell
+from workflow_scripts.plan.grid import Cell, trains_on_samples
 from workflow_scripts.plan.inputs import branch_checkpoint, branch_folder, samples_folder, token_files
 from workflow_scripts.plan.sizes import mlp_width, size_learning_rate
 from workflow_scripts.plan.sweep import cell_training
@@ -103,7 +103,7 @@ def train_arguments(config: dict, cell: Cell) -> dict[str, Any]:
 
 def transfer_arguments(exp: dict) -> dict[str, str]:
     """The transfer set of a transformer experiment that has one (evaluated at every point)."""
-    if not exp["transfer"] or exp["model"]["family"] != "transformer":
+    if not exp["transfer"] or trains_on_samples(exp):
         return {}
     return {"transfer_tokens": token_files(exp)["transfer"], "transfer_name": exp["transfer"]}
 
@@ -139,14 +139,13 @@ def job_command(exp: dict, threads: int, gpus: int, input: dict, output: dict,
 
     ``input`` and ``output`` are the job's named files (rules/train.smk).
     """
-    on_samples = exp["model"]["family"] != "transformer"
-    return JobCommand(launcher(gpus, on_samples), job_flags(exp, threads, gpus, input, output, stable_phase))
+    return JobCommand(launcher(gpus, trains_on_samples(exp)), job_flags(exp, threads, gpus, input, output, stable_phase))
 
 
 def job_flags(exp: dict, threads: int, gpus: int, input: dict, output: dict,
               stable_phase: bool = False) -> str:
     """The flags a scheduled job adds to its cell flags: threads and GPUs, then its files."""
-    on_samples = exp["model"]["family"] != "transformer"
+    on_samples = trains_on_samples(exp)
     flags = f"--threads {process_threads(threads, gpus, on_samples)} --gpus {gpus}"
     if on_samples:
         return f"{flags} --data {samples_folder(exp)} --metrics {output['metrics']} --curve {output['curve']}"
@@ -159,7 +158,7 @@ def job_flags(exp: dict, threads: int, gpus: int, input: dict, output: dict,
 def pack_command(exp: dict, commands: list[str], logs: list[str], benchmarks: list[str]) -> str:
     """A pack's job (workflow_scripts.plan.packs): its trainer, then each cell's log, benchmark file
     and command line (the flags it would be started with alone, after the trainer's module)."""
-    parts = [f"python -m {PACK_TRAINER} --trainer {trainer(exp['model']['family'] != 'transformer')}"]
+    parts = [f"python -m {PACK_TRAINER} --trainer {trainer(trains_on_samples(exp))}"]
     for command, log, benchmark in zip(commands, logs, benchmarks):
         parts.append(f"--log {log} --benchmark {benchmark} --cell {shlex.quote(command)}")
     return " ".join(parts)

@@ -52,6 +52,12 @@ class Cell:
 
 
 SAMPLE_FAMILIES = ("mlp", "cnn")
+
+
+def trains_on_samples(exp: dict) -> bool:
+    """Whether the experiment's model family reads (x, y) samples (mlp, cnn) rather than tokens."""
+    return exp["model"]["family"] in SAMPLE_FAMILIES
+
 # Generators whose output is (x, y) samples rather than text (workflow_scripts.data.samples).
 SAMPLE_GENERATORS = ("sine", "mnist1d")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from workflow_scripts.plan import bracket
 from workflow_scripts.plan.flags import cell_flags, job_flags, pack_command, stable_phase_flags
-from workflow_scripts.plan.grid import Cell, branch_groups, expand_grid, model_name
+from workflow_scripts.plan.grid import Cell, branch_groups, expand_grid, model_name, trains_on_samples
 from workflow_scripts.plan.inputs import branch_folder, run_file, samples_files, token_files
 from workflow_scripts.plan.packs import Pack, plan_packs
 from workflow_scripts.plan.resources import train_group, train_resources
@@ -102,7 +102,7 @@ class TrainJobs:
     def pack_inputs(self, pack: Pack) -> list[str]:
         """The files its cells read: the same for every cell, since no packed cell branches."""
         exp = self.config["experiments"][pack.experiment]
-        files = samples_files(exp) if exp["model"]["family"] != "transformer" else token_files(exp)
+        files = samples_files(exp) if trains_on_samples(exp) else token_files(exp)
         return files if isinstance(files, list) else list(files.values())
 
     def pack_cells(self, pack: Pack, seed: str) -> list[Cell]:
