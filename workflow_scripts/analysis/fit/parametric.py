@@ -159,7 +159,7 @@ def entry(job: laws.Job) -> dict[str, Any]:
     result = laws.law_entry(head, "all usable cells", fit, usable, job, [], "distinct N, D or cells")
     result["extrapolation"] = laws.extrapolation(
         usable, lambda kept: fit_parametric(kept["N_nonembedding"], kept["D"], kept["val_loss"],
-                                            grid=job.parametric_grid)["params"],
+                                            grid=job.parametric_grid, workers=job.workers)["params"],
         lambda params, held: law(params, held["N_nonembedding"], held["D"]), job.n_holdout)
     result["compute_optimal"] = {"law": LAW, "form": "N_opt = G * (C/6)^a, D_opt = (C/6)^b / G, C = 6ND",
                                  **fit["compute_optimal"], "ci": {k: ci.get(k) for k in OPTIMAL},
