@@ -16,8 +16,8 @@ one training step of all of them two ways:
   elementwise, so this is each seed's own AdamW).
 
 Both peers use plain AdamW with one weight decay for every tensor and no gradient clipping (a global
-norm would have to be taken per seed), so they do the same arithmetic. Before timing, the losses and gradients of both ways at the
-seeds' first weights and the same batches are compared: they must agree to float tolerance
+norm would have to be taken per seed), so they do the same arithmetic. Before timing, the losses
+and gradients of both ways at the seeds' first weights and the same batches are compared: they must agree to float tolerance
 (relative to each seed's largest gradient), or the benchmark stops (a faster wrong step is no peer).
 Parameters are not compared after steps: Adam's first steps move each weight by about ±lr whatever
 its gradient's size, so a float-level difference in a near-zero gradient can flip a step.
@@ -139,8 +139,8 @@ def measure(args) -> list[dict]:
         print(f"d={d_model:3d}  {args.seeds} seeds  separate {row['separate_tokens_per_s'] / 1e3:6.1f}k tok/s "
               f"(MFU {row['separate_mfu']:.0%})  stacked {row['stacked_tokens_per_s'] / 1e3:6.1f}k tok/s "
               f"(MFU {row['stacked_mfu']:.0%})  stacked / separate {row['speedup']:.2f}x  "
-              f"max rel. diff {difference:.1e}  peak {row['peak_flops_per_s'] / 1e9:.0f} GFLOP/s  busy {row['busy']:.0%}",
-              flush=True)
+              f"max rel. diff {difference:.1e}  peak {row['peak_flops_per_s'] / 1e9:.0f} GFLOP/s  "
+              f"busy {row['busy']:.0%}", flush=True)
     return rows
 
 

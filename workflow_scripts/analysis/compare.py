@@ -36,6 +36,7 @@ from workflow_scripts.io import atomic_path, read_json
 EXPONENTS = (("L(N)_alpha", "L(N)", "alpha"), ("L(C)_alpha", "L(C)", "alpha"),
              ("approach1_a", "approach1", "a"), ("compute_optimal_a", "compute_optimal", "a"))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LEGEND_COLUMNS = 3  # variants per row of the legend below the panels
 
 
 def _value(fits: dict[str, Any], law: str, key: str) -> tuple[float, float, float, str]:
@@ -124,10 +125,10 @@ def compare_figure(variants: list[tuple[pd.DataFrame, dict[str, Any]]]):
     # inside an axes without covering its points.
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, fontsize="x-small", loc="lower center", ncol=min(len(handles), 3),
-                   frameon=False)
+        fig.legend(handles, labels, fontsize="x-small", loc="lower center",
+                   ncol=min(len(handles), LEGEND_COLUMNS), frameon=False)
     fig.suptitle(f"Variants compared — {variants[0][1].get('experiment', '')}", fontsize="medium")
-    rows = -(-len(handles) // 3)  # ceil: legend rows to keep clear of the panels
+    rows = -(-len(handles) // LEGEND_COLUMNS)  # ceil: legend rows to keep clear of the panels
     fig.tight_layout(rect=(0, 0.06 * rows, 1, 1))
     return fig
 

@@ -139,7 +139,8 @@ def job_command(exp: dict, threads: int, gpus: int, input: dict, output: dict,
 
     ``input`` and ``output`` are the job's named files (rules/train.smk).
     """
-    return JobCommand(launcher(gpus, trains_on_samples(exp)), job_flags(exp, threads, gpus, input, output, stable_phase))
+    return JobCommand(launcher(gpus, trains_on_samples(exp)),
+                      job_flags(exp, threads, gpus, input, output, stable_phase))
 
 
 def job_flags(exp: dict, threads: int, gpus: int, input: dict, output: dict,

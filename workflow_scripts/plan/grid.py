@@ -185,14 +185,13 @@ def expand_grid(config: dict) -> list[Cell]:
     """
     cells = []
     for experiment, exp in config["experiments"].items():
-        family = exp["model"]["family"]
+        family, samples = exp["model"]["family"], trains_on_samples(exp)
         for size in exp["models"]:
             points = [(tokens, data_name(tokens), None) for tokens in exp["data_sizes"]]
             for budget in exp["compute_budgets"]:
                 tokens, problem = _budget_point(config, exp, size, budget)
                 if problem is None:
                     points.append((tokens, budget_name(budget), float(budget)))
-            samples = family in SAMPLE_FAMILIES
             width, n_head = (size["width"], 0) if samples else (size["d_model"], size["n_head"])
             for data_size, data, budget in points:
                 for setting in settings(exp["training"]["sweep"]):

@@ -105,8 +105,9 @@ GENERATOR_INPUTS = {"sine": 1, "mnist1d": 40}
 
 def sample_inputs(ds: dict) -> int:
     """Inputs per sample of a samples dataset: a generator's own, else the bound (image tables)."""
-    return GENERATOR_INPUTS.get(ds["generator"], SAMPLE_INPUTS_BOUND) if ds["source"] == "generator" \
-        else SAMPLE_INPUTS_BOUND
+    if ds["source"] != "generator":
+        return SAMPLE_INPUTS_BOUND
+    return GENERATOR_INPUTS.get(ds["generator"], SAMPLE_INPUTS_BOUND)
 
 
 def samples_train_flops(cell: Cell, epochs: int, inputs: int) -> float:
@@ -124,7 +125,8 @@ def cell_flops(config: dict, cell: Cell) -> float:
     """The cell's training FLOPs bound (its runtime and whether it is small)."""
     exp = config["experiments"][cell.experiment]
     if cell.on_samples:
-        return samples_train_flops(cell, exp["training"]["epochs"], sample_inputs(config["datasets"][exp["dataset"]]))
+        inputs = sample_inputs(config["datasets"][exp["dataset"]])
+        return samples_train_flops(cell, exp["training"]["epochs"], inputs)
     _, d_ff, context, vocab = cell_shape(config, cell)
     return train_flops(cell, d_ff, context, vocab, exp["training"]["epochs"], exp["model"]["tied_embeddings"])
 
